@@ -1,0 +1,176 @@
+"""The `mnistkit` command: a thin layer over the library. Each command maps to one library call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Train, evaluate, explain and serve small-image classifiers. MNIST is bundled: "
+    "`mnistkit train` works offline out of the box.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def main() -> None:
+    """Entry point: user errors print one line instead of a traceback."""
+    from mnistkit.errors import MnistkitError
+
+    try:
+        app(prog_name="mnistkit")
+    except MnistkitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+def run_table(title: str, columns: list[str], rows: list[list]) -> None:
+    table = Table(title=title, title_justify="left")
+    numeric = [all(str(row[i]).replace(",", "").replace(".", "").replace("%", "").isdigit() for row in rows)
+               for i in range(len(columns))]  # fmt: skip
+    for col, is_number in zip(columns, numeric):
+        table.add_column(col, justify="right" if is_number else "left")
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+
+
+@app.command()
+def train(
+    model: Annotated[Optional[str], typer.Option(help="Model name (see `mnistkit models`). Default: the preset's.")] = None,
+    preset: Annotated[str, typer.Option(help="Named recipe: default, fast, best, or a tutorial's (lenet, cnn-16-32, ...).")] = "default",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (see `mnistkit datasets`).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset's files.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training split.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per optimizer step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="L2 penalty on weights (not biases or norms).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, step, cosine or onecycle.")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Cross-entropy label smoothing in [0, 1).")] = None,
+    val_size: Annotated[Optional[int], typer.Option(help="Training images held out for model selection.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives identical results.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/MODEL-DATASET-TIME).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this directory.")] = None,
+    test_every_epoch: Annotated[bool, typer.Option(help="Also report test accuracy after every epoch.")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (helps on GPU).")] = False,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
+    report: Annotated[bool, typer.Option(help="Write report.html with all figures after training.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress bars and per-epoch lines.")] = True,
+) -> None:
+    """Train a model; writes weights, config, metrics (and a report) to a run directory."""
+    from mnistkit.config import make_config
+    from mnistkit.train import train as run_training
+
+    if resume is not None:
+        config = None
+    else:
+        config = make_config(
+            preset, model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs,
+            batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+            schedule=schedule, label_smoothing=label_smoothing, val_size=val_size, seed=seed, device=device,
+            out=str(out) if out else None, test_every_epoch=test_every_epoch, compile=compile, amp=amp,
+            report=report, progress=progress,
+        )  # fmt: skip
+    try:
+        result = run_training(config, resume=resume)
+    except KeyboardInterrupt:
+        where = resume or (config.out if config else None) or "the run directory"
+        err_console.print(f"\ninterrupted: the last finished epoch is saved; continue with "
+                          f"`mnistkit train --resume {where}`")  # fmt: skip
+        raise typer.Exit(130) from None
+    m = result.metrics
+    console.print(f"test accuracy [bold]{m['test_accuracy']:.4f}[/] (val {m['val_accuracy']:.4f}, "
+                  f"{m['train_seconds']:.1f}s training) -> {result.run_dir}")  # fmt: skip
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    mistakes: Annotated[int, typer.Option(help="How many of the hardest mistakes to list.")] = 10,
+) -> None:
+    """Test accuracy, per-class precision/recall/F1, confusion matrix, hardest mistakes -> DIR/eval.json."""
+    from mnistkit.evaluate import evaluate_run
+
+    result = evaluate_run(run_dir, split=split)
+    classes = result.classes
+    console.print(f"{split} accuracy [bold]{result.accuracy:.4f}[/]  (error rate {1 - result.accuracy:.2%}, "
+                  f"loss {result.loss:.4f}, {sum(result.support)} images)")  # fmt: skip
+    run_table("Per class", ["class", "precision", "recall", "f1", "support"],
+              [[c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", s]
+               for c, p, r, f, s in zip(classes, result.precision, result.recall, result.f1, result.support)])  # fmt: skip
+    run_table("Confusion matrix (rows: true, columns: predicted)", ["true"] + list(classes),
+              [[c] + row for c, row in zip(classes, result.confusion.tolist())])  # fmt: skip
+    run_table("Hardest mistakes", ["index", "true", "predicted", "confidence", "top-3"],
+              [[m.index, classes[m.label], classes[m.predicted], f"{m.confidence:.3f}",
+                ", ".join(f"{classes[c]}:{p:.2f}" for c, p in m.top3)] for m in result.mistakes[:mistakes]])  # fmt: skip
+    console.print(f"written {run_dir / 'eval.json'}")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP files of any size, or 28x28 .npy arrays.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
+) -> None:
+    """Predict the label of each image (preprocessed the MNIST way: centred, 20x20 in 28x28)."""
+    from mnistkit.predict import load, predict_images
+
+    results = predict_images(load(run_dir), images)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                err_console.print(f"[red]error:[/] {r.error}", highlight=False, soft_wrap=True)
+            else:
+                top = "  ".join(f"{c}: {p:.3f}" for c, p in r.top3)
+                console.print(f"{r.source}: [bold]{r.label}[/]   ({top})", highlight=False, soft_wrap=True)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models with parameters and multiply-accumulates per image."""
+    from mnistkit.models import count_macs, count_parameters, create_model, list_models
+
+    rows = []
+    for entry in list_models():
+        m = create_model(entry.name)
+        rows.append([entry.name, entry.family, f"{count_parameters(m):,}", f"{count_macs(m):,}", entry.description])
+    run_table("Models", ["name", "family", "parameters", "MACs/image", "description"], rows)
+
+
+@app.command()
+def summary(name: Annotated[str, typer.Argument(help="Model name (see `mnistkit models`).")]) -> None:
+    """Print a model's layers with output shapes, parameters and multiply-accumulates."""
+    from mnistkit.models import create_model, summarize
+
+    rows = summarize(create_model(name))
+    run_table(f"{name}: input 1x28x28", ["layer", "type", "output shape", "parameters", "MACs"],
+              [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.parameters:,}", f"{r.macs:,}"]
+               for r in rows])  # fmt: skip
+    console.print(f"total: {sum(r.parameters for r in rows):,} parameters, {sum(r.macs for r in rows):,} MACs/image")
+
+
+@app.command()
+def datasets() -> None:
+    """List the datasets, their classes and where their files are expected."""
+    from mnistkit.data.datasets import default_data_dir, list_datasets
+
+    run_table("Datasets", ["name", "classes", "description", "files expected in"],
+              [[s.name, len(s.classes) or "from labels", s.description,
+                "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])  # fmt: skip

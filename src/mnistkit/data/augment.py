@@ -1,0 +1,81 @@
+"""Whole-batch augmentation on the training device: one random affine warp per image, no Python loop.
+
+Each image gets its own rotation, scale, shear and translation, composed into a 2x3 matrix and applied
+to the whole batch with a single ``affine_grid`` + ``grid_sample``. Optional elastic distortion
+(Simard et al., 2003) adds a smoothed random displacement field to the same sampling grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AugmentConfig:
+    """Ranges of the random affine warp. All zeros means no augmentation."""
+
+    rotate_degrees: float = 0.0
+    translate: float = 0.0  # fraction of the image size, in each direction
+    scale: float = 0.0  # relative, e.g. 0.1 gives factors in [0.9, 1.1]
+    shear_degrees: float = 0.0
+    elastic_alpha: float = 0.0  # displacement strength in pixels; 0 turns elastic off
+    elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.rotate_degrees, self.translate, self.scale, self.shear_degrees, self.elastic_alpha))
+
+
+def uniform(n: int, bound: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return (torch.rand(n, generator=generator, device=device) * 2 - 1) * bound
+
+
+def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generator, device) -> torch.Tensor:
+    """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] units."""
+    angle = uniform(n, math.radians(cfg.rotate_degrees), generator, device)
+    shear = uniform(n, math.radians(cfg.shear_degrees), generator, device)
+    scale = 1 + uniform(n, cfg.scale, generator, device)
+    shift = uniform(2 * n, 2 * cfg.translate, generator, device).view(n, 2)
+    cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
+    # Inverse map: sampling the input at A @ out + b shows the input rotated by -angle and scaled by 1/scale.
+    theta = torch.empty(n, 2, 3, device=device)
+    theta[:, 0, 0] = cos / scale
+    theta[:, 0, 1] = (-sin + cos * tan) / scale
+    theta[:, 1, 0] = sin / scale
+    theta[:, 1, 1] = (cos + sin * tan) / scale
+    theta[:, :, 2] = shift
+    return theta
+
+
+def gaussian_kernel1d(sigma: float, device) -> torch.Tensor:
+    radius = max(1, int(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def elastic_displacement(n: int, size: int, cfg: AugmentConfig, generator, device) -> torch.Tensor:
+    """(n, size, size, 2) smooth random displacements in [-1, 1] grid units."""
+    field = torch.rand(n * 2, 1, size, size, generator=generator, device=device) * 2 - 1
+    k = gaussian_kernel1d(cfg.elastic_sigma, device)
+    pad = len(k) // 2
+    field = F.conv2d(F.pad(field, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    field = F.conv2d(F.pad(field, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
+    field = field / field.abs().amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return (field.view(n, 2, size, size).permute(0, 2, 3, 1)) * (cfg.elastic_alpha * 2 / size)
+
+
+def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0."""
+    if not cfg.enabled:
+        return images
+    n, _, h, w = images.shape
+    theta = random_affine_matrices(n, cfg, generator, images.device)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    if cfg.elastic_alpha:
+        grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

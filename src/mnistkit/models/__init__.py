@@ -1,0 +1,18 @@
+"""Named models: ``create_model(name)``, ``list_models()``. Importing this registers every family."""
+
+from mnistkit.models import fast, inception, resnet, tutorial  # noqa: F401  (registration)
+from mnistkit.models.registry import (
+    Classifier,
+    ModelEntry,
+    create_model,
+    get_model_entry,
+    list_models,
+    model_names,
+    register_model,
+)
+from mnistkit.models.summary import count_macs, count_parameters, summarize
+
+__all__ = [
+    "Classifier", "ModelEntry", "count_macs", "count_parameters", "create_model", "get_model_entry",
+    "list_models", "model_names", "register_model", "summarize",
+]  # fmt: skip

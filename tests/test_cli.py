@@ -1,0 +1,68 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from typer.testing import CliRunner
+
+from mnistkit.cli import app
+
+runner = CliRunner()
+
+
+def mnistkit_cmd(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "mnistkit", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def test_models_and_summary_list_every_model():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0
+    for name in ("mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"):
+        assert name in result.output
+    assert "480,500" in result.output  # lenet MACs
+    result = runner.invoke(app, ["summary", "lenet"])
+    assert result.exit_code == 0 and "10x24x24" in result.output and "21,840" in result.output
+
+
+def test_unknown_names_are_one_line_errors():
+    proc = mnistkit_cmd("train", "--model", "resnett", "--epochs", "1")
+    assert proc.returncode == 2
+    assert "unknown model 'resnett'. Did you mean 'resnet'?" in proc.stderr and "Traceback" not in proc.stderr
+    proc = mnistkit_cmd("train", "--preset", "nope")
+    assert proc.returncode == 2 and "unknown preset 'nope'" in proc.stderr
+
+
+def test_evaluate_and_predict_commands(trained_run, mnist, tmp_path):
+    result = runner.invoke(app, ["evaluate", str(trained_run)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((trained_run / "eval.json").read_text())
+    assert report["accuracy"] > 0.95 and len(report["per_class"]) == 10
+    assert np.array(report["confusion_matrix"]).sum() == 10000 and report["hardest_mistakes"]
+    np.save(tmp_path / "x.npy", mnist.test_images[2].numpy())
+    result = runner.invoke(app, ["predict", str(trained_run), str(tmp_path / "x.npy"), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)[0]["label"] == str(int(mnist.test_labels[2]))
+    result = runner.invoke(app, ["predict", str(trained_run), str(tmp_path / "x.npy"), str(tmp_path / "nope.png")])
+    assert result.exit_code == 1 and "nope.png: file not found" in result.output
+
+
+def test_ctrl_c_leaves_a_resumable_run(small_mnist_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "mnistkit", "train", "--preset", "fast", "--model", "mknet-m", "--dataset", "idx",
+            "--data-dir", str(small_mnist_dir), "--val-size", "1000", "--epochs", "30", "--out", str(out),
+            "--no-report"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    deadline = time.time() + 120
+    while not (out / "checkpoint.safetensors").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"mnistkit train --resume {out}" in stderr
+    assert not (out / "metrics.json").exists()
+    done = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
+    assert 1 <= done < 30

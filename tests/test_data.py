@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from mnistkit.data.augment import AugmentConfig, augment_batch
+from mnistkit.data.datasets import pixel_stats, split_validation
+from mnistkit.data.preprocess import center_of_mass, mnistify
+from mnistkit.errors import ImageError, UnknownNameError
+
+
+def test_validation_split_is_deterministic_and_disjoint(mnist):
+    a, b = split_validation(mnist, 5000, seed=0), split_validation(mnist, 5000, seed=0)
+    assert torch.equal(a.val_images, b.val_images) and len(a.val_images) == 5000 and len(a.train_images) == 55000
+    # Disjoint: every training image appears exactly once across train and val.
+    flat = torch.cat([a.train_images, a.val_images]).flatten(1)
+    assert torch.equal(flat.sum(1).sort().values, mnist.train_images.flatten(1).sum(1).sort().values)
+    assert not torch.equal(split_validation(mnist, 5000, seed=1).val_labels, a.val_labels)
+
+
+def test_pixel_stats_match_published_mnist(mnist):
+    mean, std = pixel_stats(mnist.train_images)
+    assert mean == pytest.approx(0.1307, abs=5e-4) and std == pytest.approx(0.3081, abs=5e-4)
+
+
+def test_augment_identity_when_disabled_and_deterministic(mnist):
+    x = mnist.test_images[:64].unsqueeze(1).float() / 255
+    assert augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(0)) is x
+    cfg = AugmentConfig(rotate_degrees=15, translate=0.1, scale=0.1, shear_degrees=10, elastic_alpha=2)
+    a = augment_batch(x, cfg, torch.Generator().manual_seed(3))
+    b = augment_batch(x, cfg, torch.Generator().manual_seed(3))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert (a - x).abs().mean() > 0.02  # it really moved the ink
+    assert a.sum() == pytest.approx(x.sum().item(), rel=0.25)  # and did not destroy it
+
+
+def test_mnistify_centres_and_fits_box(mnist):
+    digit = mnist.test_images[0].numpy() / 255.0
+    big = np.ones((200, 300), np.float32)  # white paper
+    big[20:132, 200:284] = 1 - np.kron(digit, np.ones((4, 3)))  # dark ink, off-centre, stretched
+    out = mnistify(big)
+    rows, cols = np.nonzero(out > 0.1)
+    assert out.shape == (28, 28) and out.max() == pytest.approx(1.0, abs=0.05)
+    assert np.ptp(rows) < 21 and np.ptp(cols) < 21
+    r, c = center_of_mass(out)
+    assert abs(r - 14) < 1 and abs(c - 14) < 1
+
+
+def test_mnistify_rejects_empty():
+    with pytest.raises(ImageError, match="empty"):
+        mnistify(np.full((50, 50), 0.8, np.float32), "blank.png")
+
+
+def test_unknown_model_name_suggests():
+    from mnistkit.models import create_model
+
+    with pytest.raises(UnknownNameError, match="Did you mean 'lenet'"):
+        create_model("lenett")

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from mnistkit.models import count_macs, count_parameters, create_model, list_models, summarize
+
+REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
+
+
+def test_registry_holds_every_tutorial_recipe():
+    names = {m.name for m in list_models()}
+    assert REQUIRED <= names
+    from mnistkit.config import PRESETS
+
+    assert {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "default", "fast", "best"} <= set(PRESETS)
+    for preset in PRESETS.values():
+        assert preset["model"] in names
+
+
+@pytest.mark.parametrize("name", [m.name for m in list_models()])
+def test_forward_shape_and_classes(name):
+    model = create_model(name, num_classes=7).eval()
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, 28, 28))
+        out_uint8 = model(torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8))
+    assert out.shape == (3, 7) and out_uint8.shape == (2, 7)
+    assert torch.isfinite(out).all()
+
+
+def test_published_layer_shapes():
+    # LeNet-style: 320 features into the first linear layer; CNN-32-64: 1600; QuickDraw: 24*4*4.
+    rows = {r.name: r for r in summarize(create_model("lenet"))}
+    assert rows["net.6"].output_shape == (320,) and rows["net.7"].output_shape == (50,)
+    assert dict((r.name, r.output_shape) for r in summarize(create_model("cnn-32-64")))["net.6"] == (1600,)
+    assert dict((r.name, r.output_shape) for r in summarize(create_model("quickdraw-cnn")))["net.6"] == (384,)
+    # cnn-16-32: 16*(5*5*1+1) + 32*(5*5*16+1) + (32*7*7*10+10)
+    assert count_parameters(create_model("cnn-16-32")) == 16 * 26 + 32 * 401 + 1568 * 10 + 10
+
+
+def test_macs_of_lenet_by_hand():
+    conv1 = 24 * 24 * 10 * 25
+    conv2 = 8 * 8 * 20 * 10 * 25
+    assert count_macs(create_model("lenet")) == conv1 + conv2 + 320 * 50 + 50 * 10
+
+
+def test_normalisation_lives_in_the_model():
+    model = create_model("lenet", mean=0.5, std=0.25)
+    assert float(model.mean) == 0.5 and float(model.std) == 0.25
+    assert set(model.state_dict()) >= {"mean", "std"}

@@ -1,0 +1,133 @@
+import importlib
+import json
+
+import pytest
+import torch
+
+import mnistkit
+from mnistkit import checkpoint as ckpt
+from mnistkit.config import TrainConfig, make_config
+from mnistkit.errors import CheckpointError, MnistkitError
+from mnistkit.train import learning_rate
+
+
+def small_config(data_dir, out, **kw):
+    values = dict(dataset="idx", data_dir=str(data_dir), val_size=1000, epochs=3, out=str(out), progress=False,
+                  report=False)  # fmt: skip
+    values.update(kw)
+    return make_config("fast", **values)
+
+
+def test_real_training_beats_95_percent_on_held_out(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("model", "dataset", "epochs", "train_seconds", "val_accuracy", "test_accuracy", "parameters",
+                "device", "seed"):  # fmt: skip
+        assert key in metrics
+    assert metrics["val_accuracy"] > 0.95 and metrics["test_accuracy"] > 0.95
+    assert 0 < metrics["val_accuracy"] <= 1 and metrics["val_images"] == 5000
+    history = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and {"train_loss", "val_loss", "val_accuracy"} <= set(history[0])
+    config = json.loads((trained_run / "config.json").read_text())
+    assert TrainConfig.from_dict(config).model == "mknet-s"
+
+
+def test_same_seed_same_result(small_mnist_dir, tmp_path):
+    a = mnistkit.train(small_config(small_mnist_dir, tmp_path / "a", epochs=2, seed=5))
+    b = mnistkit.train(small_config(small_mnist_dir, tmp_path / "b", epochs=2, seed=5))
+    c = mnistkit.train(small_config(small_mnist_dir, tmp_path / "c", epochs=2, seed=6))
+    strip = lambda m: {k: v for k, v in m.items() if "seconds" not in k and k != "seed"}  # noqa: E731
+    assert strip(a.metrics) == strip(b.metrics)
+    wa, _ = ckpt.load_tensors(tmp_path / "a" / "model.safetensors")
+    wb, _ = ckpt.load_tensors(tmp_path / "b" / "model.safetensors")
+    wc, _ = ckpt.load_tensors(tmp_path / "c" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_path, monkeypatch):
+    kw = dict(model="mknet-s", epochs=3, ema_decay=0.9, augment={"rotate_degrees": 10, "translate": 0.1})
+    mnistkit.train(small_config(small_mnist_dir, tmp_path / "full", **kw))
+
+    train_module = importlib.import_module("mnistkit.train")  # the module, not the function
+
+    real_save = train_module.save_checkpoint
+    calls = {"n": 0}
+
+    def save_then_interrupt(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived in epoch 3
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mnistkit.train(small_config(small_mnist_dir, tmp_path / "cut", **kw))
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = mnistkit.train(None, resume=tmp_path / "cut")
+
+    full, _ = ckpt.load_tensors(tmp_path / "full" / "checkpoint.safetensors")
+    cut, _ = ckpt.load_tensors(tmp_path / "cut" / "checkpoint.safetensors")
+    assert set(full) == set(cut)
+    assert all(torch.equal(full[k], cut[k]) for k in full if k.startswith(("model.", "ema.", "optim.")))
+    history = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in history] == [1, 2, 3]
+    assert resumed.metrics["test_accuracy"] == json.loads((tmp_path / "full" / "metrics.json").read_text())[
+        "test_accuracy"]
+
+
+def test_load_returns_plain_module_for_inference(trained_run, mnist):
+    model = mnistkit.load(trained_run)
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert model.classes == tuple("0123456789")
+    with torch.no_grad():
+        pred = model(mnist.test_images[:500]).argmax(1)
+    assert (pred == mnist.test_labels[:500]).float().mean() > 0.95
+
+
+def test_checkpoint_errors_are_explained(trained_run, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained_run, bad)
+    (bad / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match=r"model.safetensors: not a valid safetensors file"):
+        mnistkit.load(bad)
+    shutil.copy(trained_run / "model.safetensors", bad / "model.safetensors")
+    config = json.loads((bad / "config.json").read_text())
+    config["model"] = "lenet"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"saved for model 'mknet-s' but config.json says 'lenet'"):
+        mnistkit.load(bad)
+    model = mnistkit.create_model("lenet")
+    weights, _ = ckpt.load_tensors(trained_run / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"do not fit model 'lenet'.*missing"):
+        ckpt.load_state_checked(model, weights, "w", "lenet")
+    (bad / "config.json").write_text("{oops")
+    with pytest.raises(CheckpointError, match=r"config.json: invalid JSON"):
+        mnistkit.load(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        mnistkit.load(tmp_path / "missing")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "metrics.json"
+    ckpt.atomic_write_json(target, {"a": 1})
+
+    with pytest.raises(TypeError):
+        ckpt.atomic_write_json(target, {"a": object()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_config_validation_and_schedules():
+    with pytest.raises(MnistkitError, match="optimizer must be one of"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(MnistkitError, match="unknown fields"):
+        TrainConfig.from_dict({"epochz": 3})
+    cfg = TrainConfig(lr=1.0, schedule="onecycle", epochs=10)
+    lrs = [learning_rate(cfg, s, 1000, 100) for s in range(1000)]
+    assert lrs[0] < 0.1 and max(lrs) == pytest.approx(1.0, abs=0.01) and lrs[-1] < 0.01
+    step = TrainConfig(lr=1.0, schedule="step", epochs=9, step_gamma=0.1)
+    assert learning_rate(step, 0, 900, 100) == 1.0 and learning_rate(step, 350, 900, 100) == pytest.approx(0.1)
+    assert make_config("lenet").momentum == 0.5 and make_config("lenet", epochs=1).epochs == 1
