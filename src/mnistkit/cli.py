@@ -93,6 +93,10 @@ def train(
     m = result.metrics
     console.print(f"test accuracy [bold]{m['test_accuracy']:.4f}[/] (val {m['val_accuracy']:.4f}, "
                   f"{m['train_seconds']:.1f}s training) -> {result.run_dir}")  # fmt: skip
+    if result.model.config.report:
+        from mnistkit.report import write_report
+
+        write_report(result.run_dir)
 
 
 @app.command()
@@ -174,3 +178,49 @@ def datasets() -> None:
     run_table("Datasets", ["name", "classes", "description", "files expected in"],
               [[s.name, len(s.classes) or "from labels", s.description,
                 "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])  # fmt: skip
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    sample: Annotated[int, typer.Option(help="Test images in the PCA/t-SNE embeddings.")] = 5000,
+) -> None:
+    """Draw every figure of a run (curves, predictions, confusion, mistakes, filters, feature maps,
+    embeddings) into DIR/figures and gather them in one self-contained DIR/report.html."""
+    from mnistkit.report import write_report
+
+    write_report(run_dir, sample=sample)
+
+
+@app.command()
+def show(
+    dataset: Annotated[str, typer.Option(help="Dataset name (see `mnistkit datasets`).")] = "mnist",
+    n: Annotated[int, typer.Option(help="How many images.")] = 20,
+    split: Annotated[str, typer.Option(help="train or test.")] = "train",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset's files.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: samples-DATASET.png).")] = None,
+) -> None:
+    """Save a grid of sample images with their labels as a PNG."""
+    from mnistkit.report import show_samples
+
+    console.print(f"wrote {show_samples(dataset, n, out, data_dir, split)}")
+
+
+@app.command()
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories trained on the same dataset.")],
+    tta: Annotated[bool, typer.Option(help="Test-time augmentation: average over 1-pixel shifts.")] = True,
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="Write the result as JSON here.")] = None,
+) -> None:
+    """Average the predictions of several runs (optionally with test-time augmentation) and score them."""
+    from mnistkit.checkpoint import atomic_write_json
+    from mnistkit.ensemble import evaluate_ensemble
+
+    result, members = evaluate_ensemble(run_dirs, tta=tta, split=split)
+    for d, acc in zip(run_dirs, members):
+        console.print(f"{d}: {split} accuracy {acc:.4f}{' (with TTA)' if tta else ''}")
+    console.print(f"ensemble of {len(run_dirs)}{' with TTA' if tta else ''}: {split} accuracy [bold]{result.accuracy:.4f}[/]")
+    if out:
+        atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "tta": tta, "split": split,
+                                "member_accuracy": members, **result.to_dict()})  # fmt: skip

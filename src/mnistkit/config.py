@@ -18,7 +18,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class TrainConfig:
     """Everything a training run depends on. Saved as config.json in the run directory."""
 
-    model: str = "mknet-m"
+    model: str = "mknet-s"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -89,9 +89,9 @@ AUG_STRONG = dict(rotate_degrees=12, translate=0.1, scale=0.12, shear_degrees=8)
 # Each preset is a set of TrainConfig fields. The tutorial presets are the published recipes
 # (see shared/reference/tutorial-recipes.md); the mnistkit ones were tuned on the validation split.
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": dict(model="mknet-m", epochs=15, batch_size=128, lr=0.1, optimizer="sgd", schedule="onecycle",
+    "default": dict(model="mknet-s", epochs=15, batch_size=128, lr=0.1, optimizer="sgd", schedule="onecycle",
                     weight_decay=5e-4, augment=AUG_LIGHT),
-    "fast": dict(model="mknet-s", epochs=2, batch_size=128, lr=0.1, optimizer="sgd", schedule="onecycle",
+    "fast": dict(model="mknet-m", epochs=1, batch_size=128, lr=0.2, optimizer="sgd", schedule="onecycle",
                  weight_decay=5e-4),
     "best": dict(model="mknet-l", epochs=30, batch_size=128, lr=0.1, optimizer="sgd", schedule="onecycle",
                  weight_decay=5e-4, label_smoothing=0.1, augment=AUG_STRONG, ema_decay=0.999),

@@ -96,6 +96,31 @@ class EMA:
             ema_b.copy_(b)
 
 
+STEPS_FILE = "steps.csv"
+
+
+def append_steps(path: Path, first_step: int, losses: torch.Tensor, accuracies: torch.Tensor) -> None:
+    new_file = not path.exists()
+    with open(path, "a") as f:
+        if new_file:
+            f.write("step,loss,accuracy\n")
+        f.writelines(f"{first_step + i + 1},{loss:.5f},{acc:.4f}\n"
+                     for i, (loss, acc) in enumerate(zip(losses.tolist(), accuracies.tolist())))  # fmt: skip
+
+
+def truncate_history(run_dir: Path, epoch: int, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from (a crash between the two writes)."""
+    history = run_dir / ckpt.HISTORY_FILE
+    if history.exists():
+        rows = [r for r in history.read_text().splitlines() if json.loads(r)["epoch"] <= epoch]
+        ckpt.atomic_write_bytes(history, "".join(r + "\n" for r in rows).encode())
+    steps = run_dir / STEPS_FILE
+    if steps.exists():
+        lines = steps.read_text().splitlines()
+        kept = lines[:1] + [r for r in lines[1:] if int(r.split(",", 1)[0]) <= step]
+        ckpt.atomic_write_bytes(steps, "".join(r + "\n" for r in kept).encode())
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.model}-{cfg.dataset}-{stamp}"
@@ -175,10 +200,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     if resume is not None:
         state = restore_checkpoint(run_dir / ckpt.CHECKPOINT_FILE, model, optimizer, ema, generator, cfg.model)
+        truncate_history(run_dir, state["epoch"], state["step"])
         print(f"Resuming {run_dir} after epoch {state['epoch']} of {cfg.epochs}")
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ckpt.HISTORY_FILE).unlink(missing_ok=True)
+        (run_dir / STEPS_FILE).unlink(missing_ok=True)
         ckpt.atomic_write_json(run_dir / ckpt.CONFIG_FILE, cfg.to_dict())
     meta = {"model": cfg.model, "dataset": cfg.dataset, "classes": json.dumps(list(splits.classes))}
     eval_model = ema.model if ema is not None else model
@@ -187,9 +214,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         epoch_start = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_x), device=device, generator=generator)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
+        step_loss = torch.zeros(steps_per_epoch, device=device)
+        step_correct = torch.zeros(steps_per_epoch, device=device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=not cfg.progress, mininterval=0.5, unit="batch")  # fmt: skip
         for i in bar:
@@ -208,17 +235,18 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             if ema is not None:
                 ema.update(model)
             state["step"] += 1
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(idx)
+            step_loss[i] = loss.detach()
+            step_correct[i] = (logits.argmax(1) == labels).sum()
             if i % 50 == 49 or i == steps_per_epoch - 1:
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+                bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
+                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * cfg.batch_size):.4f}")  # fmt: skip
         state["train_seconds"] += time.perf_counter() - epoch_start
+        step_loss, step_accuracy = step_loss.cpu(), step_correct.cpu() / cfg.batch_size
 
         val_acc, val_loss = accuracy_and_loss(predict_logits(eval_model, splits.val_images, cfg.eval_batch_size),
                                               splits.val_labels)  # fmt: skip
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen,
+               "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
                "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}  # fmt: skip
         if cfg.test_every_epoch:
             row["test_accuracy"], row["test_loss"] = accuracy_and_loss(
@@ -228,6 +256,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, eval_model.state_dict(), metadata=meta)
         state["epoch"] = epoch
         ckpt.append_jsonl(run_dir / ckpt.HISTORY_FILE, row)
+        append_steps(run_dir / STEPS_FILE, state["step"] - steps_per_epoch, step_loss, step_accuracy)
         save_checkpoint(run_dir / ckpt.CHECKPOINT_FILE, model, optimizer, ema, generator, state)
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
@@ -256,4 +285,5 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
               f"test acc {test_acc:.4f}  ({state['train_seconds']:.1f}s training)  -> {run_dir}")  # fmt: skip
     result_model = eval_model.eval()
     result_model.classes = splits.classes
+    result_model.config = cfg
     return TrainResult(run_dir=run_dir, model=result_model, metrics=metrics)

@@ -51,7 +51,18 @@ class Classifier(nn.Module):
             images = images.float().div_(255)
         if images.ndim == 3:
             images = images.unsqueeze(1)
-        return self.net((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        # A 1-channel tensor's memory format is ambiguous, so normalising drops channels-last; restore it
+        # when the network's weights use it, or the first convolution takes a slow reordering path.
+        if x.ndim == 4 and self.first_weight_channels_last():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def first_weight_channels_last(self) -> bool:
+        for p in self.net.parameters():
+            if p.ndim == 4:
+                return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        return False
 
 
 def list_models() -> list[ModelEntry]:

@@ -1,0 +1,93 @@
+"""Shared helpers for the benchmarks: machine description, timing of inference, results to BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM{gpu}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@torch.inference_mode()
+def measure_inference(model: torch.nn.Module, device: torch.device, seconds: float = 3.0) -> dict:
+    """Images/s at batch 1024 and median latency of one image (both after warm-up)."""
+    model = model.eval().to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    big = torch.rand(1024, 1, 28, 28, device=device)
+    one = torch.rand(1, 1, 28, 28, device=device)
+    for _ in range(5):
+        model(big)
+        model(one)
+    sync()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        model(big)
+        n += 1
+    sync()
+    throughput = n * 1024 / (time.perf_counter() - start)
+    latencies = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2 or len(latencies) < 50:
+        t = time.perf_counter()
+        model(one).argmax()
+        sync()
+        latencies.append((time.perf_counter() - t) * 1000)
+    return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}
+
+
+def run_job(script: Path, job: str, *args: str) -> dict:
+    """Run one benchmark job in its own process (so peak memory is its own) and read its JSON result."""
+    out = ROOT / "runs" / "bench" / f"{job}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script), "--job", job, "--result", str(out), *args]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True)
+    return json.loads(out.read_text())
+
+
+def append_section(title: str, command: str, table: str, notes: str = "") -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = (f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\nCommand: `{command}`\n\n{table}\n"
+            + (f"\n{notes}\n" if notes else ""))  # fmt: skip
+    with open(BENCHMARKS, "a") as f:
+        f.write(text)
+    print(f"appended to {BENCHMARKS}")
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,241 @@
+"""Every figure mnistkit draws. Each function takes plain data, writes one PNG and returns its path.
+
+matplotlib runs on the Agg backend, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+WRONG = "#c62828"
+RIGHT = "#1b5e20"
+DPI = 110
+
+
+def save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def grid_shape(n: int, max_cols: int = 10) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return int(np.ceil(n / cols)), cols
+
+
+def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
+    """A grid of images with their labels."""
+    rows, cols = grid_shape(len(images))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, label in zip(axes.flat, images, labels):
+        ax.imshow(img, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
+        ax.set_title(classes[label], fontsize=10)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if len(values) < window or window < 2:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, test_accuracy: float | None,
+                    path, title: str) -> Path:  # fmt: skip
+    """Loss, accuracy and error rate for training (per step, smoothed, and per epoch) and validation."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    steps_per_epoch = history[0]["step"] if history else 1
+    epochs = np.array([h["epoch"] for h in history], dtype=float)
+    window = max(1, steps_per_epoch // 10)
+    for ax, key, label in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        if steps is not None and len(steps.get(key, [])):
+            per_step = smooth(np.asarray(steps[key], dtype=float), window)
+            x = (np.arange(len(per_step)) + window) / steps_per_epoch
+            ax.plot(x, per_step, color="#90caf9", lw=1, label=f"train {label} (per step, smoothed)")
+        ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", color="#1565c0", label=f"train {label} (epoch)")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "s-", color="#ef6c00", label=f"validation {label}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    ax = axes[2]
+    ax.plot(epochs, [100 * (1 - h["train_accuracy"]) for h in history], "o-", color="#1565c0", label="train")
+    ax.plot(epochs, [100 * (1 - h["val_accuracy"]) for h in history], "s-", color="#ef6c00", label="validation")
+    if test_accuracy is not None:
+        for a, value in ((axes[1], test_accuracy), (ax, 100 * (1 - test_accuracy))):
+            a.axhline(value, color=WRONG, ls="--", lw=1, label=f"test (best-val weights): {value:.4g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error rate (%)")
+    ax.grid(alpha=0.3, which="both")
+    for a in axes:
+        a.legend(fontsize=8)
+    axes[0].set_title("loss")
+    axes[1].set_title("accuracy")
+    axes[2].set_title("error rate")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, title: str) -> Path:
+    """Test images with predicted (and true) label and the prediction's probability; wrong ones in red."""
+    rows, cols = grid_shape(len(images), 8)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, label, probs in zip(axes.flat, images, labels, probabilities):
+        pred = int(np.argmax(probs))
+        ok = pred == label
+        ax.imshow(img, cmap="gray_r")
+        text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
+        ax.set_title(text, fontsize=9, color=RIGHT if ok else WRONG)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
+    """Counts and row-normalised rates side by side."""
+    matrix = np.asarray(matrix)
+    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    n = len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(max(12, n * 1.2), max(5.5, n * 0.6)))
+    for ax, data, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
+        shown = np.log1p(data) if fmt == "d" else data
+        ax.imshow(shown, cmap="Blues")
+        for i in range(n):
+            for j in range(n):
+                value = data[i, j]
+                if value:
+                    dark = shown[i, j] > shown.max() * 0.6
+                    ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")  # fmt: skip
+        ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
+        ax.set_yticks(range(n), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.8), 4))
+    for offset, values, name in ((-0.27, precision, "precision"), (0, recall, "recall"), (0.27, f1, "F1")):
+        ax.bar(x + offset, values, width=0.27, label=name)
+    low = min(min(precision), min(recall), min(f1))
+    ax.set_ylim(max(0.0, low - (1 - low) * 0.5 - 0.001), 1.0)
+    ax.set_xticks(x, classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
+    ax.set_xlabel("class")
+    ax.set_ylabel("score")
+    ax.legend(loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classes, path, title: str) -> Path:
+    """The most confidently wrong images, each with its top-3 probabilities."""
+    rows, cols = grid_shape(len(images), 6)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, label, top in zip(axes.flat, images, labels, top3):
+        ax.imshow(img, cmap="gray_r")
+        lines = [f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top]
+        ax.set_title("\n".join(lines), fontsize=8, color=WRONG)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def filters(weights: np.ndarray, path, title: str) -> Path:
+    """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
+    kernels = weights[:, 0]
+    rows, cols = grid_shape(len(kernels), 8)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.1), squeeze=False)
+    limit = np.abs(kernels).max() or 1.0
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, k) in enumerate(zip(axes.flat, kernels)):
+        ax.imshow(k, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(str(i), fontsize=7)
+    fig.suptitle(title + " (red: positive, blue: negative)")
+    return save(fig, path)
+
+
+def feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path, title: str, per_layer: int = 12) -> Path:
+    """The input and up to ``per_layer`` channels of every conv layer's output, one row per layer."""
+    cols = per_layer + 1
+    fig, axes = plt.subplots(len(maps), cols, figsize=(cols * 0.95, len(maps) * 1.15), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (name, activation) in enumerate(maps):
+        axes[row, 0].imshow(image, cmap="gray_r")
+        axes[row, 0].set_title(f"{name}\n{activation.shape[1]}x{activation.shape[2]}", fontsize=7)
+        for ch in range(min(per_layer, activation.shape[0])):
+            axes[row, ch + 1].imshow(activation[ch], cmap="magma")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes, path, title: str) -> Path:
+    """2-D projections coloured by class, one panel per (method, features) pair."""
+    cols = 2
+    rows = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, points) in zip(axes.flat, panels):
+        ax.axis("on")
+        for c in range(len(classes)):
+            sel = labels == c
+            ax.scatter(points[sel, 0], points[sel, 1], s=3, color=cmap(c % cmap.N), label=classes[c], alpha=0.7)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel("component 1")
+        ax.set_ylabel("component 2")
+    axes.flat[0].legend(markerscale=4, fontsize=8, loc="best", title="class")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str, log_x: bool = True) -> Path:
+    """Test accuracy (mean with spread over seeds) against a cost, one point per model."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        ax.errorbar(r[x_key], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"], fmt="o", capsize=4)
+        ax.annotate(r["model"], (r[x_key], 100 * r["test_accuracy_mean"]), textcoords="offset points", xytext=(5, 5))
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def curves_overlay(histories: dict[str, list[dict]], path, title: str) -> Path:
+    """Validation accuracy per epoch of several models on one axis."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, history in histories.items():
+        ax.plot([h["epoch"] for h in history], [100 * h["val_accuracy"] for h in history], "o-", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    return save(fig, path)

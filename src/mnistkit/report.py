@@ -1,0 +1,235 @@
+"""`mnistkit report DIR`: every figure of a trained run, gathered in one self-contained report.html."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnistkit import plots
+from mnistkit.checkpoint import HISTORY_FILE, METRICS_FILE, atomic_write_bytes, atomic_write_json
+from mnistkit.evaluate import evaluate
+from mnistkit.predict import load
+from mnistkit.train import STEPS_FILE, load_splits
+
+FIGURE_DIR = "figures"
+
+
+@dataclass
+class Figure:
+    key: str
+    title: str
+    path: Path
+    caption: str
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    path = run_dir / HISTORY_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def read_steps(run_dir: Path) -> dict[str, np.ndarray] | None:
+    path = run_dir / STEPS_FILE
+    if not path.exists():
+        return None
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {"loss": np.array([float(r["loss"]) for r in rows]), "accuracy": np.array([float(r["accuracy"]) for r in rows])}
+
+
+@torch.inference_mode()
+def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
+    """The input of the model's last linear layer: what the classifier head sees."""
+    head = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].flatten(1).cpu()))
+    try:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size].float().div(255).unsqueeze(1))
+    finally:
+        hook.remove()
+    return torch.cat(captured).numpy()
+
+
+@torch.inference_mode()
+def conv_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str, np.ndarray]]:
+    maps: list[tuple[str, np.ndarray]] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.append((name, out[0].cpu().numpy())))
+             for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]  # fmt: skip
+    try:
+        model(image.float().div(255).view(1, 1, 28, 28))
+    finally:
+        for h in hooks:
+            h.remove()
+    return maps
+
+
+def first_layer_weights(model: nn.Module) -> tuple[np.ndarray, str] | None:
+    """First conv kernels, or for a fully connected model the first layer's weights as 28x28 images."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.weight.detach().cpu().numpy(), f"first-layer filters ({m.out_channels} kernels)"
+        if isinstance(m, nn.Linear) and m.in_features == 28 * 28:
+            return m.weight.detach()[:32].cpu().numpy().reshape(-1, 1, 28, 28), "first-layer weights (32 units)"
+    return None
+
+
+def embedding_panels(pixels: np.ndarray, features: np.ndarray, seed: int = 0) -> list[tuple[str, np.ndarray]]:
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    panels = []
+    for name, data in (("raw pixels", pixels), ("penultimate-layer features", features)):
+        pca = PCA(n_components=min(50, data.shape[1], len(data)), random_state=seed).fit_transform(data)
+        panels.append((f"PCA of {name}", pca[:, :2]))
+        tsne = TSNE(n_components=2, init="pca", perplexity=30, max_iter=500, random_state=seed).fit_transform(pca)
+        panels.append((f"t-SNE of {name}", tsne))
+    return panels
+
+
+def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Figure], dict]:
+    model = load(run_dir)
+    cfg = model.config
+    splits = load_splits(cfg)
+    classes = splits.classes
+    metrics = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).exists() else {}
+    out = run_dir / FIGURE_DIR
+    figures: list[Figure] = []
+
+    def add(key, title, path, caption):
+        figures.append(Figure(key, title, Path(path), caption))
+        log(f"  {title}: {Path(path).name}")
+
+    name = f"{cfg.model} on {cfg.dataset}"
+    n = min(20, len(splits.train_images))
+    add("samples", "Training samples", plots.sample_grid(
+        splits.train_images[:n].numpy(), splits.train_labels[:n].tolist(), classes, out / "samples.png",
+        f"{cfg.dataset}: {n} training images and their labels"), "The first training images with their labels.")  # fmt: skip
+
+    history = read_history(run_dir)
+    if history:
+        add("curves", "Training curves", plots.training_curves(
+            history, read_steps(run_dir), metrics.get("test_accuracy"), out / "curves.png", f"{name}: training"),
+            "Training loss/accuracy per step (smoothed) and per epoch, validation per epoch; the dashed line "
+            "is the test result of the best-validation weights.")  # fmt: skip
+
+    result = evaluate(model, splits.test_images, splits.test_labels, classes, cfg.eval_batch_size)
+    atomic_write_json(run_dir / "eval.json", {"split": "test", **result.to_dict()})
+    probs = result.probabilities.numpy()
+    k = min(32, len(splits.test_images))
+    add("predictions", "Predictions", plots.prediction_grid(
+        splits.test_images[:k].numpy(), splits.test_labels[:k].tolist(), probs[:k], classes,
+        out / "predictions.png", f"{name}: test predictions (accuracy {result.accuracy:.2%})"),
+        "The first test images: predicted label and its probability; wrong ones in red with the true label.")  # fmt: skip
+    add("confusion", "Confusion matrix", plots.confusion(
+        result.confusion.numpy(), classes, out / "confusion.png", f"{name}: confusion matrix on the test set"),
+        "Rows are true classes, columns predictions.")  # fmt: skip
+    add("per_class", "Per-class precision and recall", plots.per_class_bars(
+        result.precision, result.recall, result.f1, classes, out / "per_class.png",
+        f"{name}: per-class precision, recall and F1 (test)"), "Per-class scores on the test set.")  # fmt: skip
+    if result.mistakes:
+        idx = [m.index for m in result.mistakes[:18]]
+        add("mistakes", "Hardest mistakes", plots.hardest_mistakes(
+            splits.test_images[idx].numpy(), [m.label for m in result.mistakes[:18]],
+            [m.top3 for m in result.mistakes[:18]], classes, out / "mistakes.png",
+            f"{name}: the most confidently wrong test images"), "True label and the model's top-3 probabilities.")  # fmt: skip
+
+    weights = first_layer_weights(model)
+    if weights is not None:
+        add("filters", "What the first layer learned", plots.filters(weights[0], out / "filters.png", f"{name}: {weights[1]}"),
+            "Each tile is one learned kernel.")  # fmt: skip
+    maps = conv_activations(model, splits.test_images[0])
+    if maps:
+        add("feature_maps", "Feature maps", plots.feature_maps(
+            splits.test_images[0].numpy(), maps, out / "feature_maps.png",
+            f"{name}: feature maps of every conv layer for one test image"),
+            "Each row is one convolution layer's output (first channels) for the image on the left.")  # fmt: skip
+
+    m = min(sample, len(splits.test_images))
+    started = time.perf_counter()
+    pixels = splits.test_images[:m].reshape(m, -1).float().numpy() / 255
+    panels = embedding_panels(pixels, penultimate_features(model, splits.test_images[:m]), seed=cfg.seed)
+    add("embeddings", "Embeddings", plots.embeddings(
+        panels, splits.test_labels[:m].numpy(), classes, out / "embeddings.png",
+        f"{name}: {m} test images, raw pixels vs learned features"),
+        f"PCA and t-SNE (2-D) of raw pixels and of the features before the last layer "
+        f"({time.perf_counter() - started:.0f}s).")  # fmt: skip
+    return figures, {"config": cfg.to_dict(), "metrics": metrics, "eval": result}
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def render_html(title: str, figures: list[Figure], config: dict, metrics: dict, result) -> str:
+    esc = html.escape
+    metric_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(fmt(v))}</td></tr>"
+                          for k, v in metrics.items() if k != "classes")  # fmt: skip
+    config_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v))}</td></tr>" for k, v in config.items())
+    class_rows = "".join(
+        f"<tr><td>{esc(c)}</td><td>{p:.4f}</td><td>{r:.4f}</td><td>{f:.4f}</td><td>{s}</td></tr>"
+        for c, p, r, f, s in zip(result.classes, result.precision, result.recall, result.f1, result.support))  # fmt: skip
+    sections = "".join(
+        f'<section id="{f.key}"><h2>{esc(f.title)}</h2><p>{esc(f.caption)}</p>'
+        f'<img src="{png_data_uri(f.path)}" alt="{esc(f.title)}"></section>' for f in figures)  # fmt: skip
+    toc = " · ".join(f'<a href="#{f.key}">{esc(f.title)}</a>' for f in figures)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }} th {{ background: #f5f5f5; }}
+img {{ max-width: 100%; border: 1px solid #eee; }} section {{ margin-bottom: 2.5em; }}
+.big {{ font-size: 2em; font-weight: 600; }} .cols {{ display: flex; gap: 2em; flex-wrap: wrap; }}
+</style></head><body>
+<h1>{esc(title)}</h1>
+<p class="big">test accuracy {result.accuracy:.2%} <small>(error rate {1 - result.accuracy:.2%})</small></p>
+<p>{toc}</p>
+<div class="cols"><div><h2>Metrics</h2><table>{metric_rows}</table>
+<h2>Per class (test)</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
+{class_rows}</table></div>
+<div><h2>Configuration</h2><table>{config_rows}</table></div></div>
+{sections}
+<footer><small>Written by mnistkit.</small></footer>
+</body></html>
+"""
+
+
+def fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
+    """Draw every figure for a run into DIR/figures and gather them in DIR/report.html."""
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    log(f"Drawing figures for {run_dir}")
+    figures, info = make_figures(run_dir, sample=sample, log=log)
+    cfg = info["config"]
+    page = render_html(f"mnistkit report: {cfg['model']} on {cfg['dataset']}", figures, cfg, info["metrics"],
+                       info["eval"])  # fmt: skip
+    path = run_dir / "report.html"
+    atomic_write_bytes(path, page.encode())
+    log(f"Wrote {path} ({len(figures)} figures, {time.perf_counter() - started:.1f}s)")
+    return path
+
+
+def show_samples(dataset: str = "mnist", n: int = 20, out: str | Path | None = None, data_dir=None,
+                 split: str = "train") -> Path:  # fmt: skip
+    """A grid of the first ``n`` images of a dataset with their labels."""
+    from mnistkit.data.datasets import load_dataset
+
+    ds = load_dataset(dataset, data_dir)
+    images, labels = (ds.train_images, ds.train_labels) if split == "train" else (ds.test_images, ds.test_labels)
+    n = max(1, min(n, len(images)))
+    path = Path(out) if out else Path(f"samples-{dataset}.png")
+    return plots.sample_grid(images[:n].numpy(), labels[:n].tolist(), ds.classes, path,
+                             f"{dataset}: {n} {split} images and their labels")  # fmt: skip
