@@ -29,10 +29,10 @@ def train_job(preset: str, seed: int, epochs: int | None, device: str) -> dict:
     out = RUNS / (f"{preset}-seed{seed}" + ("" if epochs is None else f"-{epochs}ep"))
     start = time.perf_counter()
     result = mnistkit.train(mnistkit.make_config(preset, seed=seed, epochs=epochs, out=str(out), report=False,
-                                                 device=device))  # fmt: skip
+                                                 device=device))
     wall = time.perf_counter() - start
     info = {"run_dir": str(out), "preset": preset, "seed": seed, **result.metrics, "wall_seconds": wall,
-            "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+            "peak_rss_mib": peak_rss_mib()}
     info.update(measure_inference(result.model, torch.device(device)))
     return info
 
@@ -58,18 +58,18 @@ def main() -> None:
     default = run_job(script, "default:0:", "--device", args.device)
     best = run_job(script, "best:0:", "--device", args.device)
     extra = [run_job(script, f"best:{seed}:{args.ensemble_epochs}", "--device", args.device)
-             for seed in range(1, args.members)]  # fmt: skip
+             for seed in range(1, args.members)]
     tta_best, _ = evaluate_ensemble([best["run_dir"]], tta=True)
     ens, members = evaluate_ensemble([r["run_dir"] for r in [best, *extra]], tta=True)
     rows = []
     for r in (default, best, *extra):
         rows.append([f"`{r['preset']}` seed {r['seed']} ({r['model']}, {r['epochs']} epochs)", f"{r['val_accuracy']:.4f}",
                      f"{r['test_accuracy']:.4f}", f"{r['train_seconds'] / 60:.1f}", f"{r['wall_seconds'] / 60:.1f}",
-                     f"{r['peak_rss_mib']:.0f}", f"{r['infer_batch1024_img_s']:,.0f}", f"{r['infer_batch1_ms']:.2f}"])  # fmt: skip
+                     f"{r['peak_rss_mib']:.0f}", f"{r['infer_batch1024_img_s']:,.0f}", f"{r['infer_batch1_ms']:.2f}"])
     rows.append(["`best` seed 0 + TTA (5 shifts)", "", f"{tta_best.accuracy:.4f}", "", "", "", "", ""])
     rows.append([f"ensemble of the {len(members)} `best` runs + TTA", "", f"{ens.accuracy:.4f}", "", "", "", "", ""])
     table = markdown_table(["run", "val acc", "test acc", "train min", "wall min", "peak RSS MiB",
-                            "infer img/s (batch 1024)", "infer ms (batch 1)"], rows)  # fmt: skip
+                            "infer img/s (batch 1024)", "infer ms (batch 1)"], rows)
     notes = (f"Ensemble members' test accuracy with TTA: {', '.join(f'{m:.4f}' for m in members)}. "
              f"Reproduce the ensemble alone with `mnistkit ensemble {' '.join(r['run_dir'] for r in [best, *extra])}`.")
     print(table)
@@ -77,7 +77,7 @@ def main() -> None:
     if not args.no_append:
         append_section(f"Accuracy: `default`, `best`, ensemble ({args.device})",
                        f"python bench/accuracy.py --device {args.device} --members {args.members} "
-                       f"--ensemble-epochs {args.ensemble_epochs}", table, notes)  # fmt: skip
+                       f"--ensemble-epochs {args.ensemble_epochs}", table, notes)
 
 
 if __name__ == "__main__":

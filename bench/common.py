@@ -6,10 +6,8 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,40 +29,17 @@ def machine() -> str:
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     return (f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB RAM{gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@torch.inference_mode()
 def measure_inference(model: torch.nn.Module, device: torch.device, seconds: float = 3.0) -> dict:
-    """Images/s at batch 1024 and median latency of one image (both after warm-up)."""
-    model = model.eval().to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    big = torch.rand(1024, 1, 28, 28, device=device)
-    one = torch.rand(1, 1, 28, 28, device=device)
-    for _ in range(5):
-        model(big)
-        model(one)
-    sync()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        model(big)
-        n += 1
-    sync()
-    throughput = n * 1024 / (time.perf_counter() - start)
-    latencies = []
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds / 2 or len(latencies) < 50:
-        t = time.perf_counter()
-        model(one).argmax()
-        sync()
-        latencies.append((time.perf_counter() - t) * 1000)
-    return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}
+    from mnistkit.evaluate import inference_speed
+
+    return inference_speed(model, device, seconds)
 
 
 def run_job(script: Path, job: str, *args: str) -> dict:
@@ -81,7 +56,7 @@ def run_job(script: Path, job: str, *args: str) -> dict:
 def append_section(title: str, command: str, table: str, notes: str = "") -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\nCommand: `{command}`\n\n{table}\n"
-            + (f"\n{notes}\n" if notes else ""))  # fmt: skip
+            + (f"\n{notes}\n" if notes else ""))
     with open(BENCHMARKS, "a") as f:
         f.write(text)
     print(f"appended to {BENCHMARKS}")

@@ -52,7 +52,7 @@ def classic_job(device: torch.device, epochs: int) -> dict:
     torch.manual_seed(1)
     ds = load_dataset("mnist")
     train_loader = torch.utils.data.DataLoader(PerSampleMNIST(ds.train_images, ds.train_labels), batch_size=64,
-                                               shuffle=True)  # fmt: skip
+                                               shuffle=True)
     test_loader = torch.utils.data.DataLoader(PerSampleMNIST(ds.test_images, ds.test_labels), batch_size=1000)
     model = create_model("lenet").net.to(device)  # the bare network: the Dataset normalises
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
@@ -85,7 +85,7 @@ def classic_job(device: torch.device, epochs: int) -> dict:
     return {"name": "classic LeNet recipe (DataLoader, per-sample transforms)", "seconds_to_99": reached,
             "epochs": epochs, "test_accuracy": history[-1]["test_accuracy"], "train_seconds": train_seconds,
             "train_img_s": epochs * len(ds.train_images) / train_seconds, "history": history,
-            **measure_inference(wrapped, device), "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+            **measure_inference(wrapped, device), "peak_rss_mib": peak_rss_mib()}
 
 
 def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
@@ -93,7 +93,7 @@ def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = mnistkit.make_config(preset, out=str(Path(tmp) / preset), test_every_epoch=True, progress=False,
-                                   report=False, device=device.type, **extra)  # fmt: skip
+                                   report=False, device=device.type, **extra)
         result = mnistkit.train(cfg)
         history = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     reached = next((h["train_seconds"] for h in history if h["test_accuracy"] >= TARGET), None)
@@ -103,7 +103,7 @@ def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
     return {"name": f"mnistkit --preset {preset} ({cfg.model})", "seconds_to_99": reached, "epochs": cfg.epochs,
             "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
             "train_img_s": cfg.epochs * m["train_images"] / m["train_seconds"], "history": history,
-            **measure_inference(result.model, device), "peak_rss_mib": peak_rss_mib()}  # fmt: skip
+            **measure_inference(result.model, device), "peak_rss_mib": peak_rss_mib()}
 
 
 def main() -> None:
@@ -129,18 +129,19 @@ def main() -> None:
         reached = f"{r['seconds_to_99']:.1f}" if r["seconds_to_99"] is not None else f"never ({r['epochs']} epochs)"
         rows.append([r["name"], reached, f"{r['test_accuracy']:.4f}", f"{r['train_seconds']:.1f}",
                      f"{r['train_img_s']:,.0f}", f"{r['infer_batch1024_img_s']:,.0f}", f"{r['infer_batch1_ms']:.2f}",
-                     f"{r['peak_rss_mib']:.0f}"])  # fmt: skip
+                     f"{r['peak_rss_mib']:.0f}"])
     base = classic["seconds_to_99"] or classic["train_seconds"]
-    basis = "its time to 99.0%" if classic["seconds_to_99"] else f"its full {classic['epochs']}-epoch time (it never reached 99.0%)"
+    basis = ("its time to 99.0%" if classic["seconds_to_99"]
+             else f"its full {classic['epochs']}-epoch time (it never reached 99.0%)")
     speedup = base / fast["seconds_to_99"] if fast["seconds_to_99"] else float("nan")
     table = markdown_table(["recipe", "train s to 99.0% test", "final test acc", "train s total", "train img/s",
-                            "infer img/s (batch 1024)", "infer ms (batch 1)", "peak RSS MiB"], rows)  # fmt: skip
+                            "infer img/s (batch 1024)", "infer ms (batch 1)", "peak RSS MiB"], rows)
     notes = f"Speed-up of `fast` to 99.0% test accuracy over the classic recipe ({basis}): **{speedup:.1f}x**."
     print(table)
     print(notes)
     if not args.no_append:
         append_section(f"Speed: classic recipe vs `fast` ({args.device})", f"python bench/speed.py --device {args.device}",
-                       table, notes)  # fmt: skip
+                       table, notes)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def small_mnist_dir(mnist, tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("small-mnist"),
         mnist.train_images[:6000].numpy(), mnist.train_labels[:6000].numpy(),
         mnist.test_images[:1000].numpy(), mnist.test_labels[:1000].numpy(),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")

@@ -53,9 +53,9 @@ def test_ctrl_c_leaves_a_resumable_run(small_mnist_dir, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mnistkit", "train", "--preset", "fast", "--model", "mknet-m", "--dataset", "idx",
             "--data-dir", str(small_mnist_dir), "--val-size", "1000", "--epochs", "30", "--out", str(out),
-            "--no-report"]  # fmt: skip
+            "--no-report"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.time() + 120
     while not (out / "checkpoint.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -2,11 +2,11 @@ import gzip
 
 import numpy as np
 import pytest
+from tests.conftest import write_idx_dataset
 
 from mnistkit.data.datasets import IDX_FILES, bundled_mnist_dir, load_dataset, load_idx_directory
 from mnistkit.data.idx import parse_idx, read_idx, write_idx
 from mnistkit.errors import DataFormatError
-from tests.conftest import write_idx_dataset
 
 
 def test_round_trip_gzip_and_raw(tmp_path):

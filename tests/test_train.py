@@ -13,7 +13,7 @@ from mnistkit.train import learning_rate
 
 def small_config(data_dir, out, **kw):
     values = dict(dataset="idx", data_dir=str(data_dir), val_size=1000, epochs=3, out=str(out), progress=False,
-                  report=False)  # fmt: skip
+                  report=False)
     values.update(kw)
     return make_config("fast", **values)
 
@@ -21,7 +21,7 @@ def small_config(data_dir, out, **kw):
 def test_real_training_beats_95_percent_on_held_out(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     for key in ("model", "dataset", "epochs", "train_seconds", "val_accuracy", "test_accuracy", "parameters",
-                "device", "seed"):  # fmt: skip
+                "device", "seed"):
         assert key in metrics
     assert metrics["val_accuracy"] > 0.95 and metrics["test_accuracy"] > 0.95
     assert 0 < metrics["val_accuracy"] <= 1 and metrics["val_images"] == 5000
@@ -34,7 +34,7 @@ def test_real_training_beats_95_percent_on_held_out(trained_run):
 def test_same_seed_same_result(small_mnist_dir, tmp_path):
     a = mnistkit.train(small_config(small_mnist_dir, tmp_path / "a", epochs=2, seed=5))
     b = mnistkit.train(small_config(small_mnist_dir, tmp_path / "b", epochs=2, seed=5))
-    c = mnistkit.train(small_config(small_mnist_dir, tmp_path / "c", epochs=2, seed=6))
+    mnistkit.train(small_config(small_mnist_dir, tmp_path / "c", epochs=2, seed=6))
     strip = lambda m: {k: v for k, v in m.items() if "seconds" not in k and k != "seed"}  # noqa: E731
     assert strip(a.metrics) == strip(b.metrics)
     wa, _ = ckpt.load_tensors(tmp_path / "a" / "model.safetensors")
@@ -126,8 +126,16 @@ def test_config_validation_and_schedules():
     with pytest.raises(MnistkitError, match="unknown fields"):
         TrainConfig.from_dict({"epochz": 3})
     cfg = TrainConfig(lr=1.0, schedule="onecycle", epochs=10)
-    lrs = [learning_rate(cfg, s, 1000, 100) for s in range(1000)]
+    lrs = [learning_rate(cfg, s / 1000, 1) for s in range(1000)]
     assert lrs[0] < 0.1 and max(lrs) == pytest.approx(1.0, abs=0.01) and lrs[-1] < 0.01
     step = TrainConfig(lr=1.0, schedule="step", epochs=9, step_gamma=0.1)
-    assert learning_rate(step, 0, 900, 100) == 1.0 and learning_rate(step, 350, 900, 100) == pytest.approx(0.1)
+    assert learning_rate(step, 0.0, 1) == 1.0 and learning_rate(step, 0.4, 4) == pytest.approx(0.1)
+    assert learning_rate(TrainConfig(lr=1.0, schedule="step", step_every=2), 0.0, 3) == pytest.approx(0.1)
     assert make_config("lenet").momentum == 0.5 and make_config("lenet", epochs=1).epochs == 1
+
+
+def test_time_budget_stops_training(small_mnist_dir, tmp_path):
+    result = mnistkit.train(small_config(small_mnist_dir, tmp_path / "b", epochs=50, budget_seconds=1.5, model="mknet-s"))
+    assert 1 <= result.metrics["epochs"] < 50
+    assert 1.5 <= result.metrics["train_seconds"] < 6
+    assert result.metrics["val_accuracy"] > 0.5

@@ -95,7 +95,7 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = [f"{k}: checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]  # fmt: skip
+             for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
         parts = []
         if missing:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from mnistkit.config import COMPARE_MODELS
 
 app = typer.Typer(
     help="Train, evaluate, explain and serve small-image classifiers. MNIST is bundled: "
@@ -36,7 +38,7 @@ def main() -> None:
 def run_table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title, title_justify="left")
     numeric = [all(str(row[i]).replace(",", "").replace(".", "").replace("%", "").isdigit() for row in rows)
-               for i in range(len(columns))]  # fmt: skip
+               for i in range(len(columns))]
     for col, is_number in zip(columns, numeric):
         table.add_column(col, justify="right" if is_number else "left")
     for row in rows:
@@ -46,23 +48,25 @@ def run_table(title: str, columns: list[str], rows: list[list]) -> None:
 
 @app.command()
 def train(
-    model: Annotated[Optional[str], typer.Option(help="Model name (see `mnistkit models`). Default: the preset's.")] = None,
-    preset: Annotated[str, typer.Option(help="Named recipe: default, fast, best, or a tutorial's (lenet, cnn-16-32, ...).")] = "default",
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (see `mnistkit datasets`).")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset's files.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training split.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per optimizer step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="L2 penalty on weights (not biases or norms).")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="constant, step, cosine or onecycle.")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help="Cross-entropy label smoothing in [0, 1).")] = None,
-    val_size: Annotated[Optional[int], typer.Option(help="Training images held out for model selection.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see `mnistkit models`). Default: the preset's.")] = None,
+    preset: Annotated[str, typer.Option(help="Named recipe: default, fast, best, or a tutorial's (lenet, ...).")] = "default",
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (see `mnistkit datasets`).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training split.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="L2 penalty on weights (not biases or norms).")] = None,
+    schedule: Annotated[str | None, typer.Option(help="constant, step, cosine or onecycle.")] = None,
+    label_smoothing: Annotated[float | None, typer.Option(help="Cross-entropy label smoothing in [0, 1).")] = None,
+    val_size: Annotated[int | None, typer.Option(help="Training images held out for model selection.")] = None,
+    classes: Annotated[str | None, typer.Option(help="quickdraw: comma-separated classes (default: the tutorial's ten).")] = None,
+    per_class: Annotated[int | None, typer.Option(help="quickdraw: drawings per class (default 6000).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives identical results.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/MODEL-DATASET-TIME).")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run in this directory.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/MODEL-DATASET-TIME).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run in this directory.")] = None,
     test_every_epoch: Annotated[bool, typer.Option(help="Also report test accuracy after every epoch.")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model (helps on GPU).")] = False,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
@@ -73,30 +77,28 @@ def train(
     from mnistkit.config import make_config
     from mnistkit.train import train as run_training
 
+    dataset_options = {k: v for k, v in (("classes", classes), ("per_class", per_class)) if v is not None}
     if resume is not None:
         config = None
     else:
         config = make_config(
-            preset, model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs,
+            preset, dataset_options=dataset_options or None, model=model, dataset=dataset,
+            data_dir=str(data_dir) if data_dir else None, epochs=epochs,
             batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
             schedule=schedule, label_smoothing=label_smoothing, val_size=val_size, seed=seed, device=device,
             out=str(out) if out else None, test_every_epoch=test_every_epoch, compile=compile, amp=amp,
             report=report, progress=progress,
-        )  # fmt: skip
+        )
     try:
         result = run_training(config, resume=resume)
     except KeyboardInterrupt:
         where = resume or (config.out if config else None) or "the run directory"
         err_console.print(f"\ninterrupted: the last finished epoch is saved; continue with "
-                          f"`mnistkit train --resume {where}`")  # fmt: skip
+                          f"`mnistkit train --resume {where}`")
         raise typer.Exit(130) from None
     m = result.metrics
     console.print(f"test accuracy [bold]{m['test_accuracy']:.4f}[/] (val {m['val_accuracy']:.4f}, "
-                  f"{m['train_seconds']:.1f}s training) -> {result.run_dir}")  # fmt: skip
-    if result.model.config.report:
-        from mnistkit.report import write_report
-
-        write_report(result.run_dir)
+                  f"{m['train_seconds']:.1f}s training) -> {result.run_dir}")
 
 
 @app.command()
@@ -111,15 +113,15 @@ def evaluate(
     result = evaluate_run(run_dir, split=split)
     classes = result.classes
     console.print(f"{split} accuracy [bold]{result.accuracy:.4f}[/]  (error rate {1 - result.accuracy:.2%}, "
-                  f"loss {result.loss:.4f}, {sum(result.support)} images)")  # fmt: skip
+                  f"loss {result.loss:.4f}, {sum(result.support)} images)")
     run_table("Per class", ["class", "precision", "recall", "f1", "support"],
               [[c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", s]
-               for c, p, r, f, s in zip(classes, result.precision, result.recall, result.f1, result.support)])  # fmt: skip
+               for c, p, r, f, s in zip(classes, result.precision, result.recall, result.f1, result.support)])
     run_table("Confusion matrix (rows: true, columns: predicted)", ["true"] + list(classes),
-              [[c] + row for c, row in zip(classes, result.confusion.tolist())])  # fmt: skip
+              [[c] + row for c, row in zip(classes, result.confusion.tolist())])
     run_table("Hardest mistakes", ["index", "true", "predicted", "confidence", "top-3"],
               [[m.index, classes[m.label], classes[m.predicted], f"{m.confidence:.3f}",
-                ", ".join(f"{classes[c]}:{p:.2f}" for c, p in m.top3)] for m in result.mistakes[:mistakes]])  # fmt: skip
+                ", ".join(f"{classes[c]}:{p:.2f}" for c, p in m.top3)] for m in result.mistakes[:mistakes]])
     console.print(f"written {run_dir / 'eval.json'}")
 
 
@@ -166,7 +168,7 @@ def summary(name: Annotated[str, typer.Argument(help="Model name (see `mnistkit 
     rows = summarize(create_model(name))
     run_table(f"{name}: input 1x28x28", ["layer", "type", "output shape", "parameters", "MACs"],
               [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.parameters:,}", f"{r.macs:,}"]
-               for r in rows])  # fmt: skip
+               for r in rows])
     console.print(f"total: {sum(r.parameters for r in rows):,} parameters, {sum(r.macs for r in rows):,} MACs/image")
 
 
@@ -177,7 +179,7 @@ def datasets() -> None:
 
     run_table("Datasets", ["name", "classes", "description", "files expected in"],
               [[s.name, len(s.classes) or "from labels", s.description,
-                "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])  # fmt: skip
+                "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])
 
 
 @app.command()
@@ -197,8 +199,8 @@ def show(
     dataset: Annotated[str, typer.Option(help="Dataset name (see `mnistkit datasets`).")] = "mnist",
     n: Annotated[int, typer.Option(help="How many images.")] = 20,
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
-    data_dir: Annotated[Optional[Path], typer.Option(help="Folder holding the dataset's files.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="PNG to write (default: samples-DATASET.png).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: samples-DATASET.png).")] = None,
 ) -> None:
     """Save a grid of sample images with their labels as a PNG."""
     from mnistkit.report import show_samples
@@ -211,7 +213,7 @@ def ensemble(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories trained on the same dataset.")],
     tta: Annotated[bool, typer.Option(help="Test-time augmentation: average over 1-pixel shifts.")] = True,
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
-    out: Annotated[Optional[Path], typer.Option(help="Write the result as JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
 ) -> None:
     """Average the predictions of several runs (optionally with test-time augmentation) and score them."""
     from mnistkit.checkpoint import atomic_write_json
@@ -223,4 +225,72 @@ def ensemble(
     console.print(f"ensemble of {len(run_dirs)}{' with TTA' if tta else ''}: {split} accuracy [bold]{result.accuracy:.4f}[/]")
     if out:
         atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "tta": tta, "split": split,
-                                "member_accuracy": members, **result.to_dict()})  # fmt: skip
+                                "member_accuracy": members, **result.to_dict()})
+
+
+@app.command()
+def compare(
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = ",".join(COMPARE_MODELS),
+    epochs: Annotated[int | None, typer.Option(help="Same number of epochs for every model.")] = None,
+    budget_seconds: Annotated[float, typer.Option(help="Or: the same seconds of training per run (default).")] = 45.0,
+    seeds: Annotated[int, typer.Option(help="Runs per model, for the spread.")] = 3,
+    dataset: Annotated[str, typer.Option(help="Dataset name.")] = "mnist",
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
+    out: Annotated[Path, typer.Option(help="Where runs, compare.csv, compare.md and plots go.")] = Path("runs/compare"),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train several architectures with their presets under one budget and seeds; one table, three plots."""
+    from mnistkit.compare import CompareConfig
+    from mnistkit.compare import compare as run_compare
+
+    cfg = CompareConfig(models=[m.strip() for m in models.split(",") if m.strip()], epochs=epochs,
+                        budget_seconds=budget_seconds, seeds=seeds, dataset=dataset,
+                        data_dir=str(data_dir) if data_dir else None, out=str(out), progress=progress)
+    run_compare(cfg)
+    console.print((out / "compare.md").read_text(), highlight=False)
+    console.print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and plots in {out}")
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, kmnist or quickdraw.")],
+    data_dir: Annotated[Path | None, typer.Option(help="Where to put the files (default: the dataset's folder).")] = None,
+    classes: Annotated[str | None, typer.Option(help="quickdraw: comma-separated classes.")] = None,
+) -> None:
+    """Fetch a dataset's files with checksums (needs internet; says which files to put where if offline)."""
+    from mnistkit.data.datasets import default_data_dir
+    from mnistkit.data.download import download as fetch_dataset
+
+    directory = data_dir or default_data_dir(name)
+    chosen = [c.strip() for c in classes.split(",")] if classes else None
+    written = fetch_dataset(name, directory, classes=chosen)
+    console.print(f"{len(written)} file(s) written to {directory}")
+
+
+@app.command()
+def serve(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (exports DIR/model.onnx if missing).")] = "torch",
+) -> None:
+    """Serve a draw-a-digit page at / and a prediction API at /api/predict."""
+    from mnistkit.serve.app import serve as run_server
+
+    console.print(f"open http://{host}:{port}/ to draw a digit; API: POST /api/predict, GET /api/model, GET /healthz")
+    run_server(run_dir, host=host, port=port, backend=backend)
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output file (default: DIR/model.onnx or DIR/model.torchscript.pt).")] = None,
+) -> None:
+    """Export the model (ONNX is checked against PyTorch in onnxruntime on 1,000 test images)."""
+    from mnistkit.export import export as run_export
+
+    info = run_export(run_dir, format, out)
+    extra = (f" (max |onnxruntime - PyTorch| on {info['checked_images']} test images: {info['max_abs_difference']:.2e})"
+             if "max_abs_difference" in info else "")
+    console.print(f"wrote {info['path']}{extra}")

@@ -100,15 +100,15 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[s
             top3=[(int(c), float(p)) for p, c in zip(top3.values[i], top3.indices[i])],
         )
         for i in wrong[order]
-    ]  # fmt: skip
+    ]
     return EvalResult(
         classes=tuple(classes), accuracy=accuracy, loss=loss, confusion=cm.long(), precision=precision,
         recall=recall, f1=f1, support=cm.sum(1).long().tolist(), mistakes=mistakes, probabilities=probs,
-    )  # fmt: skip
+    )
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-             batch_size: int = 2000) -> EvalResult:  # fmt: skip
+             batch_size: int = 2000) -> EvalResult:
     return evaluate_logits(predict_logits(model, images, batch_size), labels, classes)
 
 
@@ -128,5 +128,37 @@ def evaluate_run(run_dir, split: str = "test") -> EvalResult:
     images, labels = (splits.test_images, splits.test_labels) if split == "test" else (splits.val_images, splits.val_labels)
     result = evaluate(model, images, labels, splits.classes, batch_size=model.config.eval_batch_size)
     atomic_write_json(Path(run_dir) / ("eval.json" if split == "test" else "eval_val.json"),
-                      {"split": split, **result.to_dict()})  # fmt: skip
+                      {"split": split, **result.to_dict()})
     return result
+
+
+@torch.inference_mode()
+def inference_speed(model: nn.Module, device: torch.device | str = "cpu", seconds: float = 3.0) -> dict:
+    """Images/s at batch 1024 and median latency (ms) of one image, both after warm-up."""
+    import statistics
+    import time
+
+    device = torch.device(device)
+    model = model.eval().to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    big = torch.rand(1024, 1, 28, 28, device=device)
+    one = torch.rand(1, 1, 28, 28, device=device)
+    for _ in range(5):
+        model(big)
+        model(one)
+    sync()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or n < 2:
+        model(big)
+        n += 1
+    sync()
+    throughput = n * 1024 / (time.perf_counter() - start)
+    latencies: list[float] = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2 or len(latencies) < 50:
+        t = time.perf_counter()
+        model(one).argmax().item()
+        latencies.append((time.perf_counter() - t) * 1000)
+    return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}

@@ -53,7 +53,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, test_accuracy: float | None,
-                    path, title: str) -> Path:  # fmt: skip
+                    path, title: str) -> Path:
     """Loss, accuracy and error rate for training (per step, smoothed, and per epoch) and validation."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
     steps_per_epoch = history[0]["step"] if history else 1
@@ -120,7 +120,7 @@ def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
                 if value:
                     dark = shown[i, j] > shown.max() * 0.6
                     ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
-                            color="white" if dark else "black")  # fmt: skip
+                            color="white" if dark else "black")
         ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
         ax.set_yticks(range(n), classes)
         ax.set_xlabel("predicted")
@@ -229,12 +229,14 @@ def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str
 
 
 def curves_overlay(histories: dict[str, list[dict]], path, title: str) -> Path:
-    """Validation accuracy per epoch of several models on one axis."""
+    """Validation accuracy of several models against training seconds, on one axis."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, history in histories.items():
-        ax.plot([h["epoch"] for h in history], [100 * h["val_accuracy"] for h in history], "o-", label=name)
-    ax.set_xlabel("epoch")
+        ax.plot([h["train_seconds"] for h in history], [100 * h["val_accuracy"] for h in history], "o-", ms=3, label=name)
+    ax.set_xlabel("training seconds")
     ax.set_ylabel("validation accuracy (%)")
+    low = min((100 * h["val_accuracy"] for hs in histories.values() for h in hs), default=90)
+    ax.set_ylim(max(low, 90) - 0.5, 100)
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title)

@@ -55,7 +55,7 @@ class Prediction:
             out["error"] = self.error
         else:
             out.update(label=self.label, top3=[{"label": c, "probability": p} for c, p in self.top3],
-                       probabilities=self.probabilities)  # fmt: skip
+                       probabilities=self.probabilities)
         return out
 
 

@@ -63,7 +63,7 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int
 def conv_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str, np.ndarray]]:
     maps: list[tuple[str, np.ndarray]] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.append((name, out[0].cpu().numpy())))
-             for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]  # fmt: skip
+             for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     try:
         model(image.float().div(255).view(1, 1, 28, 28))
     finally:
@@ -112,14 +112,14 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
     n = min(20, len(splits.train_images))
     add("samples", "Training samples", plots.sample_grid(
         splits.train_images[:n].numpy(), splits.train_labels[:n].tolist(), classes, out / "samples.png",
-        f"{cfg.dataset}: {n} training images and their labels"), "The first training images with their labels.")  # fmt: skip
+        f"{cfg.dataset}: {n} training images and their labels"), "The first training images with their labels.")
 
     history = read_history(run_dir)
     if history:
         add("curves", "Training curves", plots.training_curves(
             history, read_steps(run_dir), metrics.get("test_accuracy"), out / "curves.png", f"{name}: training"),
             "Training loss/accuracy per step (smoothed) and per epoch, validation per epoch; the dashed line "
-            "is the test result of the best-validation weights.")  # fmt: skip
+            "is the test result of the best-validation weights.")
 
     result = evaluate(model, splits.test_images, splits.test_labels, classes, cfg.eval_batch_size)
     atomic_write_json(run_dir / "eval.json", {"split": "test", **result.to_dict()})
@@ -128,30 +128,30 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
     add("predictions", "Predictions", plots.prediction_grid(
         splits.test_images[:k].numpy(), splits.test_labels[:k].tolist(), probs[:k], classes,
         out / "predictions.png", f"{name}: test predictions (accuracy {result.accuracy:.2%})"),
-        "The first test images: predicted label and its probability; wrong ones in red with the true label.")  # fmt: skip
+        "The first test images: predicted label and its probability; wrong ones in red with the true label.")
     add("confusion", "Confusion matrix", plots.confusion(
         result.confusion.numpy(), classes, out / "confusion.png", f"{name}: confusion matrix on the test set"),
-        "Rows are true classes, columns predictions.")  # fmt: skip
+        "Rows are true classes, columns predictions.")
     add("per_class", "Per-class precision and recall", plots.per_class_bars(
         result.precision, result.recall, result.f1, classes, out / "per_class.png",
-        f"{name}: per-class precision, recall and F1 (test)"), "Per-class scores on the test set.")  # fmt: skip
+        f"{name}: per-class precision, recall and F1 (test)"), "Per-class scores on the test set.")
     if result.mistakes:
         idx = [m.index for m in result.mistakes[:18]]
         add("mistakes", "Hardest mistakes", plots.hardest_mistakes(
             splits.test_images[idx].numpy(), [m.label for m in result.mistakes[:18]],
             [m.top3 for m in result.mistakes[:18]], classes, out / "mistakes.png",
-            f"{name}: the most confidently wrong test images"), "True label and the model's top-3 probabilities.")  # fmt: skip
+            f"{name}: the most confidently wrong test images"), "True label and the model's top-3 probabilities.")
 
     weights = first_layer_weights(model)
     if weights is not None:
         add("filters", "What the first layer learned", plots.filters(weights[0], out / "filters.png", f"{name}: {weights[1]}"),
-            "Each tile is one learned kernel.")  # fmt: skip
+            "Each tile is one learned kernel.")
     maps = conv_activations(model, splits.test_images[0])
     if maps:
         add("feature_maps", "Feature maps", plots.feature_maps(
             splits.test_images[0].numpy(), maps, out / "feature_maps.png",
             f"{name}: feature maps of every conv layer for one test image"),
-            "Each row is one convolution layer's output (first channels) for the image on the left.")  # fmt: skip
+            "Each row is one convolution layer's output (first channels) for the image on the left.")
 
     m = min(sample, len(splits.test_images))
     started = time.perf_counter()
@@ -161,7 +161,7 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
         panels, splits.test_labels[:m].numpy(), classes, out / "embeddings.png",
         f"{name}: {m} test images, raw pixels vs learned features"),
         f"PCA and t-SNE (2-D) of raw pixels and of the features before the last layer "
-        f"({time.perf_counter() - started:.0f}s).")  # fmt: skip
+        f"({time.perf_counter() - started:.0f}s).")
     return figures, {"config": cfg.to_dict(), "metrics": metrics, "eval": result}
 
 
@@ -172,14 +172,14 @@ def png_data_uri(path: Path) -> str:
 def render_html(title: str, figures: list[Figure], config: dict, metrics: dict, result) -> str:
     esc = html.escape
     metric_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(fmt(v))}</td></tr>"
-                          for k, v in metrics.items() if k != "classes")  # fmt: skip
+                          for k, v in metrics.items() if k != "classes")
     config_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(json.dumps(v))}</td></tr>" for k, v in config.items())
     class_rows = "".join(
         f"<tr><td>{esc(c)}</td><td>{p:.4f}</td><td>{r:.4f}</td><td>{f:.4f}</td><td>{s}</td></tr>"
-        for c, p, r, f, s in zip(result.classes, result.precision, result.recall, result.f1, result.support))  # fmt: skip
+        for c, p, r, f, s in zip(result.classes, result.precision, result.recall, result.f1, result.support))
     sections = "".join(
         f'<section id="{f.key}"><h2>{esc(f.title)}</h2><p>{esc(f.caption)}</p>'
-        f'<img src="{png_data_uri(f.path)}" alt="{esc(f.title)}"></section>' for f in figures)  # fmt: skip
+        f'<img src="{png_data_uri(f.path)}" alt="{esc(f.title)}"></section>' for f in figures)
     toc = " · ".join(f'<a href="#{f.key}">{esc(f.title)}</a>' for f in figures)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
@@ -215,7 +215,7 @@ def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
     figures, info = make_figures(run_dir, sample=sample, log=log)
     cfg = info["config"]
     page = render_html(f"mnistkit report: {cfg['model']} on {cfg['dataset']}", figures, cfg, info["metrics"],
-                       info["eval"])  # fmt: skip
+                       info["eval"])
     path = run_dir / "report.html"
     atomic_write_bytes(path, page.encode())
     log(f"Wrote {path} ({len(figures)} figures, {time.perf_counter() - started:.1f}s)")
@@ -223,7 +223,7 @@ def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
 
 
 def show_samples(dataset: str = "mnist", n: int = 20, out: str | Path | None = None, data_dir=None,
-                 split: str = "train") -> Path:  # fmt: skip
+                 split: str = "train") -> Path:
     """A grid of the first ``n`` images of a dataset with their labels."""
     from mnistkit.data.datasets import load_dataset
 
@@ -232,4 +232,4 @@ def show_samples(dataset: str = "mnist", n: int = 20, out: str | Path | None = N
     n = max(1, min(n, len(images)))
     path = Path(out) if out else Path(f"samples-{dataset}.png")
     return plots.sample_grid(images[:n].numpy(), labels[:n].tolist(), ds.classes, path,
-                             f"{dataset}: {n} {split} images and their labels")  # fmt: skip
+                             f"{dataset}: {n} {split} images and their labels")

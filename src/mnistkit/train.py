@@ -9,6 +9,7 @@ once at the end (and, if asked, after each epoch for reporting), never used to c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -49,21 +50,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def learning_rate(cfg: TrainConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """The lr at a given optimizer step; a pure function, so resuming needs only the step count."""
-    progress = step / max(1, total_steps)
+def learning_rate(cfg: TrainConfig, progress: float, epoch: int) -> float:
+    """The lr at a point of the run (``progress`` in [0, 1]); a pure function, so resuming needs no state."""
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
-        every = cfg.step_every or max(1, cfg.epochs // 3)
-        return cfg.lr * cfg.step_gamma ** ((step // steps_per_epoch) // every)
+        if cfg.step_every:
+            return cfg.lr * cfg.step_gamma ** ((epoch - 1) // cfg.step_every)
+        return cfg.lr * cfg.step_gamma ** min(2, int(progress * 3))
     if cfg.schedule == "cosine":
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
     # onecycle: linear warm-up from lr/25 to lr, then cosine annealing to ~0.
     warm = cfg.warmup_fraction
     if progress < warm:
         return cfg.lr * (0.04 + 0.96 * progress / warm)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * (progress - warm) / (1 - warm)))
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warm) / (1 - warm))))
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -105,7 +106,7 @@ def append_steps(path: Path, first_step: int, losses: torch.Tensor, accuracies: 
         if new_file:
             f.write("step,loss,accuracy\n")
         f.writelines(f"{first_step + i + 1},{loss:.5f},{acc:.4f}\n"
-                     for i, (loss, acc) in enumerate(zip(losses.tolist(), accuracies.tolist())))  # fmt: skip
+                     for i, (loss, acc) in enumerate(zip(losses.tolist(), accuracies.tolist())))
 
 
 def truncate_history(run_dir: Path, epoch: int, step: int) -> None:
@@ -137,7 +138,7 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer, ema: EMA | None, generator: torch.Generator,
-                    state: dict) -> None:  # fmt: skip
+                    state: dict) -> None:
     opt_tensors, opt_meta = ckpt.flatten_optimizer_state(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
@@ -152,7 +153,7 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer, ema: EMA | None, ge
 
 
 def restore_checkpoint(path: Path, model: nn.Module, optimizer, ema: EMA | None, generator: torch.Generator,
-                       model_name: str) -> dict:  # fmt: skip
+                       model_name: str) -> dict:
     tensors, meta = ckpt.load_tensors(path)
     group = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
     ckpt.load_state_checked(model, group("model."), str(path), model_name)
@@ -166,8 +167,9 @@ def restore_checkpoint(path: Path, model: nn.Module, optimizer, ema: EMA | None,
     return json.loads(meta["state"])
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
-    """Train a model as ``cfg`` says. With ``resume``, continue the run saved in that directory."""
+def train(cfg: TrainConfig | None, resume: str | Path | None = None) -> TrainResult:
+    """Train a model as ``cfg`` says. With ``resume``, continue the run saved in that directory (its
+    config.json is used, ``cfg`` may be None)."""
     if resume is not None:
         run_dir = Path(resume)
         saved = ckpt.read_json(run_dir / ckpt.CONFIG_FILE)
@@ -176,7 +178,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             raise CheckpointError(f"{run_dir}: no {ckpt.CHECKPOINT_FILE} to resume from")
     else:
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
-    cfg.out = str(run_dir)
+    cfg = dataclasses.replace(cfg, out=str(run_dir))  # the caller's config stays as it was
     wall_start = time.perf_counter()
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -197,6 +199,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     if steps_per_epoch == 0:
         raise MnistkitError(f"batch_size {cfg.batch_size} exceeds the {len(train_x)} training images")
     total_steps = steps_per_epoch * cfg.epochs
+    budget = cfg.budget_seconds  # if set, the schedule follows elapsed time and training stops when it is spent
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     if resume is not None:
         state = restore_checkpoint(run_dir / ckpt.CHECKPOINT_FILE, model, optimizer, ema, generator, cfg.model)
@@ -211,17 +214,27 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     eval_model = ema.model if ema is not None else model
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        if budget and state["train_seconds"] >= budget:
+            break
         epoch_start = time.perf_counter()
+        first_step = state["step"]
         model.train()
         order = torch.randperm(len(train_x), device=device, generator=generator)
         # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
         step_loss = torch.zeros(steps_per_epoch, device=device)
         step_correct = torch.zeros(steps_per_epoch, device=device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
-                   disable=not cfg.progress, mininterval=0.5, unit="batch")  # fmt: skip
+                   disable=not cfg.progress, mininterval=0.5, unit="batch")
         for i in bar:
+            if budget:
+                elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
+                if elapsed >= budget:
+                    break
+                progress = elapsed / budget
+            else:
+                progress = state["step"] / total_steps
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, state["step"], total_steps, steps_per_epoch)
+                group["lr"] = learning_rate(cfg, progress, epoch)
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             images = train_x[idx].unsqueeze(1).float().div_(255)
             images = augment_batch(images, cfg.augment, generator).contiguous(memory_format=memory_format)
@@ -239,15 +252,18 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             step_correct[i] = (logits.argmax(1) == labels).sum()
             if i % 50 == 49 or i == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
-                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * cfg.batch_size):.4f}")  # fmt: skip
+                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * cfg.batch_size):.4f}")
         state["train_seconds"] += time.perf_counter() - epoch_start
-        step_loss, step_accuracy = step_loss.cpu(), step_correct.cpu() / cfg.batch_size
+        steps_done = state["step"] - first_step
+        if steps_done == 0:
+            break
+        step_loss, step_accuracy = step_loss[:steps_done].cpu(), step_correct[:steps_done].cpu() / cfg.batch_size
 
         val_acc, val_loss = accuracy_and_loss(predict_logits(eval_model, splits.val_images, cfg.eval_batch_size),
-                                              splits.val_labels)  # fmt: skip
+                                              splits.val_labels)
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
-               "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}  # fmt: skip
+               "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
         if cfg.test_every_epoch:
             row["test_accuracy"], row["test_loss"] = accuracy_and_loss(
                 predict_logits(eval_model, splits.test_images, cfg.eval_batch_size), splits.test_labels)
@@ -256,21 +272,21 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
             ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, eval_model.state_dict(), metadata=meta)
         state["epoch"] = epoch
         ckpt.append_jsonl(run_dir / ckpt.HISTORY_FILE, row)
-        append_steps(run_dir / STEPS_FILE, state["step"] - steps_per_epoch, step_loss, step_accuracy)
+        append_steps(run_dir / STEPS_FILE, first_step, step_loss, step_accuracy)
         save_checkpoint(run_dir / ckpt.CHECKPOINT_FILE, model, optimizer, ema, generator, state)
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
             tqdm.write(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                        f"{row['train_accuracy']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}{test}  "
-                       f"[{state['train_seconds']:.1f}s]")  # fmt: skip
+                       f"[{state['train_seconds']:.1f}s]")
 
     # Report on the best-validation weights; the test split is scored here and only here.
     best, _ = ckpt.load_tensors(run_dir / ckpt.WEIGHTS_FILE)
     eval_model.load_state_dict(best)
     test_acc, test_loss = accuracy_and_loss(predict_logits(eval_model, splits.test_images, cfg.eval_batch_size),
-                                            splits.test_labels)  # fmt: skip
+                                            splits.test_labels)
     metrics = {
-        "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": cfg.epochs,
+        "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": state["epoch"],
         "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 3),
         "wall_seconds": round(time.perf_counter() - wall_start, 3),
         "val_accuracy": state["best_val_accuracy"], "test_accuracy": test_acc, "test_loss": test_loss,
@@ -278,11 +294,15 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
         "device": str(device), "seed": cfg.seed, "torch": torch.__version__,
         "train_images": len(train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
         "classes": list(splits.classes),
-    }  # fmt: skip
+    }
     ckpt.atomic_write_json(run_dir / ckpt.METRICS_FILE, metrics)
     if cfg.progress:
         print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, "
-              f"test acc {test_acc:.4f}  ({state['train_seconds']:.1f}s training)  -> {run_dir}")  # fmt: skip
+              f"test acc {test_acc:.4f}  ({state['train_seconds']:.1f}s training)  -> {run_dir}")
+    if cfg.report:
+        from mnistkit.report import write_report  # late import: the report module builds on this one
+
+        write_report(run_dir, log=print if cfg.progress else (lambda *_: None))
     result_model = eval_model.eval()
     result_model.classes = splits.classes
     result_model.config = cfg

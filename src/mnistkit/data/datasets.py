@@ -220,7 +220,7 @@ def load_mnist(directory: Path) -> ImageDataset:
 
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                   "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+                   "Sneaker", "Bag", "Ankle boot")
 KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 IDX_FILE_NAMES = tuple(f"{stem}.gz" for stem in IDX_FILES.values())
@@ -228,17 +228,17 @@ IDX_FILE_NAMES = tuple(f"{stem}.gz" for stem in IDX_FILES.values())
 register_dataset(DatasetSpec(
     name="mnist", description="handwritten digits (bundled, no download)", classes=DIGITS,
     loader=load_mnist, files=IDX_FILE_NAMES, source="bundled with mnistkit (LeCun, Cortes, Burges; CC BY-SA 3.0)",
-))  # fmt: skip
+))
 register_dataset(DatasetSpec(
     name="fashion-mnist", description="Zalando clothing images", classes=FASHION_CLASSES,
     loader=lambda d: load_idx_directory(d, "fashion-mnist", FASHION_CLASSES), files=IDX_FILE_NAMES,
     source="https://github.com/zalandoresearch/fashion-mnist",
-))  # fmt: skip
+))
 register_dataset(DatasetSpec(
     name="kmnist", description="Kuzushiji-MNIST, cursive Japanese characters", classes=KMNIST_CLASSES,
     loader=lambda d: load_idx_directory(d, "kmnist", KMNIST_CLASSES), files=IDX_FILE_NAMES,
     source="https://github.com/rois-codh/kmnist",
-))  # fmt: skip
+))
 
 
 def load_generic_idx(directory: Path, num_classes: int | None = None) -> ImageDataset:
@@ -250,5 +250,5 @@ def load_generic_idx(directory: Path, num_classes: int | None = None) -> ImageDa
 register_dataset(DatasetSpec(
     name="idx", description="any MNIST-format dataset: the four IDX files in --data-dir",
     classes=(), loader=load_generic_idx, files=IDX_FILE_NAMES, source="your own files",
-))  # fmt: skip
+))
 

@@ -14,7 +14,7 @@ from mnistkit.models.registry import register_model
 
 def conv_pool_bn(cin: int, cout: int, kernel: int = 3) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.MaxPool2d(2),
-            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]  # fmt: skip
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
 def conv_bn(cin: int, cout: int) -> list[nn.Module]:
@@ -22,7 +22,7 @@ def conv_bn(cin: int, cout: int) -> list[nn.Module]:
 
 
 def mknet(num_classes: int = 10, widths: tuple[int, ...] = (12, 24, 48), extra_convs: int = 0,
-          dropout: float = 0.0) -> nn.Sequential:  # fmt: skip
+          dropout: float = 0.0) -> nn.Sequential:
     """Three pooled stages (28 -> 14 -> 7 -> 3), optional extra 3x3 convs after each pool, a linear head."""
     layers: list[nn.Module] = []
     cin = 1

@@ -37,4 +37,4 @@ def inception(num_classes: int = 10, width: int = 16) -> nn.Module:
         block1, nn.MaxPool2d(2),  # 7x7
         block2, nn.AdaptiveAvgPool2d(1),
         nn.Flatten(), nn.Linear(block2.out_channels, num_classes),
-    )  # fmt: skip
+    )

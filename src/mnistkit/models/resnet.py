@@ -29,7 +29,7 @@ class BasicBlock(nn.Module):
 @register_model("resnet", "tutorial", "small ResNet: stem + 3 stages of basic blocks (16/32/64 channels)")
 def resnet(num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64), blocks: int = 1) -> nn.Module:
     layers: list[nn.Module] = [nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
-                               nn.ReLU(inplace=True)]  # fmt: skip
+                               nn.ReLU(inplace=True)]
     cin = widths[0]
     for i, w in enumerate(widths):
         for b in range(blocks):

@@ -28,7 +28,7 @@ def cnn_16_32(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(32 * 7 * 7, num_classes),
-    )  # fmt: skip
+    )
 
 
 @register_model("lenet", "tutorial", "LeNet-style: conv 10, conv 20 (5x5), linear 320-50-10")
@@ -38,7 +38,7 @@ def lenet(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(1, 10, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(10, 20, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(320, 50), nn.Linear(50, num_classes),
-    )  # fmt: skip
+    )
 
 
 @register_model("cnn-32-64", "tutorial", "two 3x3 conv layers (32, 64 channels), linear 1600-64-10")
@@ -47,7 +47,7 @@ def cnn_32_64(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(1, 32, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(1600, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes),
-    )  # fmt: skip
+    )
 
 
 @register_model("quickdraw-cnn", "tutorial", "QuickDraw doodle CNN: conv 24, conv 24 (5x5), linear 384-50-10")
@@ -58,4 +58,4 @@ def quickdraw_cnn(num_classes: int = 10) -> nn.Module:
         nn.Conv2d(1, 24, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(24, 24, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(24 * 4 * 4, 50), nn.ReLU(inplace=True), nn.Linear(50, num_classes),
-    )  # fmt: skip
+    )

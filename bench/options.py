@@ -1,0 +1,96 @@
+"""Which speed options help on this machine: channels-last, bf16 autocast and torch.compile, side by side.
+
+    python bench/options.py            # training and inference throughput of the default model (mknet-s)
+
+Each option is measured against the plain setting in the same run, on the same random batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_section, markdown_table  # noqa: E402
+
+
+def train_throughput(model, device, channels_last: bool, bf16: bool, seconds: float = 8.0) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x = torch.rand(128, 1, 28, 28, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (128,), device=device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(5):
+        step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * 128 / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def infer_throughput(model, device, channels_last: bool, bf16: bool, seconds: float = 5.0) -> float:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=fmt).eval()
+    x = torch.rand(1024, 1, 28, 28, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(5):
+            model(x)
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            model(x)
+            n += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n * 1024 / (time.perf_counter() - start)
+
+
+def main() -> None:
+    from mnistkit import create_model
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--model", default="mknet-s")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for name, cl, bf16, compiled in [("plain (NCHW, fp32, eager)", False, False, False),
+                                     ("channels-last", True, False, False),
+                                     ("channels-last + bf16 autocast", True, True, False),
+                                     ("channels-last + torch.compile", True, False, True)]:
+        torch.manual_seed(0)
+        model = create_model(args.model, mean=0.13, std=0.31)
+        start = time.perf_counter()
+        if compiled:
+            model = torch.compile(model)
+        train = train_throughput(model, device, cl, bf16)
+        infer = infer_throughput(model, device, cl, bf16)
+        rows.append([name, f"{train:,.0f}", f"{infer:,.0f}", f"{time.perf_counter() - start:.0f}"])
+        print(rows[-1], flush=True)
+    table = markdown_table(["setting", "train img/s (batch 128)", "infer img/s (batch 1024)",
+                            "wall s incl. compile"], rows)
+    print(table)
+    if not args.no_append:
+        append_section(f"Speed options for `{args.model}` ({args.device})",
+                       f"python bench/options.py --device {args.device}", table)
+
+
+if __name__ == "__main__":
+    main()

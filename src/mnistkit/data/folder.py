@@ -1,0 +1,53 @@
+"""A folder of your own images: ROOT/<class>/*.png|jpg|jpeg|bmp, any size.
+
+Every image is turned into an MNIST-style 28x28 digit exactly as `mnistkit predict` does (grayscale,
+ink made bright, cropped, fitted into 20x20, centred by mass), so a model trained here sees at
+prediction time what it saw in training. Train and test are split per class by a fixed permutation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistkit.data.datasets import DatasetSpec, ImageDataset, register_dataset
+from mnistkit.data.preprocess import load_digit
+from mnistkit.errors import DataFormatError, ImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def load_folder(directory: Path, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+    if not directory.is_dir():
+        raise DataFormatError(f"folder: {directory} does not exist; expected {directory}/<class>/<image>.png")
+    class_dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DataFormatError(f"folder: {directory} needs at least two class folders (<class>/<image>.png), "
+                              f"found {len(class_dirs)}")
+    generator = torch.Generator().manual_seed(seed)
+    splits: dict[str, list] = {"train_x": [], "train_y": [], "test_x": [], "test_y": []}
+    for label, class_dir in enumerate(class_dirs):
+        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataFormatError(f"folder: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        try:
+            images = np.stack([load_digit(f) for f in files])
+        except ImageError as exc:
+            raise DataFormatError(f"folder: {exc}") from None
+        pixels = torch.from_numpy((images * 255).round().astype(np.uint8))
+        order = torch.randperm(len(files), generator=generator)
+        n_test = int(round(len(files) * test_fraction)) if len(files) > 1 else 0
+        for part, idx in (("test", order[:n_test]), ("train", order[n_test:])):
+            splits[f"{part}_x"].append(pixels[idx])
+            splits[f"{part}_y"].append(torch.full((len(idx),), label, dtype=torch.long))
+    cat = {k: torch.cat(v) for k, v in splits.items()}
+    return ImageDataset(name="folder", classes=tuple(d.name for d in class_dirs), train_images=cat["train_x"],
+                        train_labels=cat["train_y"], test_images=cat["test_x"], test_labels=cat["test_y"])
+
+
+register_dataset(DatasetSpec(
+    name="folder", description="your own images: --data-dir ROOT with ROOT/<class>/*.png", classes=(),
+    loader=load_folder, source="your own files",
+))

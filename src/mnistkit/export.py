@@ -1,0 +1,63 @@
+"""`mnistkit export DIR --format onnx|torchscript`: the trained model for other runtimes.
+
+The ONNX file takes float images (N, 1, 28, 28) in [0, 1] (normalisation is inside, as in PyTorch)
+and returns logits. Every ONNX export is checked in onnxruntime against PyTorch on real test images.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistkit.checkpoint import atomic_write_json
+from mnistkit.errors import MnistkitError
+from mnistkit.predict import load
+
+FORMATS = ("onnx", "torchscript")
+
+
+def export_onnx(model: torch.nn.Module, path: Path) -> Path:
+    dummy = torch.zeros(1, 1, 28, 28)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter announces its deprecation
+        torch.onnx.export(model, (dummy,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    return path
+
+
+def onnx_max_difference(model: torch.nn.Module, path: Path, images: torch.Tensor) -> float:
+    """Largest absolute difference between PyTorch and onnxruntime logits on the given uint8 images."""
+    import onnxruntime as ort
+
+    x = images.float().div(255).unsqueeze(1)
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    found = session.run(["logits"], {"images": x.numpy()})[0]
+    return float(np.abs(found - expected).max())
+
+
+def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None, check_images: int = 1000) -> dict:
+    """Write the run's model in ``fmt``; for ONNX also verify it against PyTorch on test images."""
+    if fmt not in FORMATS:
+        raise MnistkitError(f"export format must be one of {FORMATS}, found '{fmt}'")
+    run_dir = Path(run_dir)
+    model = load(run_dir).to(memory_format=torch.contiguous_format)
+    info: dict = {"format": fmt, "model": model.config.model, "classes": list(model.classes)}
+    if fmt == "torchscript":
+        path = Path(out) if out else run_dir / "model.torchscript.pt"
+        torch.jit.trace(model, torch.zeros(1, 1, 28, 28)).save(str(path))
+    else:
+        path = export_onnx(model, Path(out) if out else run_dir / "model.onnx")
+        from mnistkit.train import load_splits
+
+        test = load_splits(model.config).test_images[:check_images]
+        info["max_abs_difference"] = onnx_max_difference(model, path, test)
+        info["checked_images"] = len(test)
+    info["path"] = str(path)
+    atomic_write_json(run_dir / f"export_{fmt}.json", info)
+    return info
+

@@ -1,0 +1,126 @@
+"""Every dataset format end to end (train, evaluate, predict) on small files built from real digits."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.conftest import write_idx_dataset
+
+import mnistkit
+from mnistkit.data.datasets import load_dataset
+from mnistkit.data.download import download
+from mnistkit.errors import DataFormatError
+from mnistkit.evaluate import evaluate_run
+from mnistkit.predict import predict_images
+
+CLASSES = ("zero", "one", "seven")
+DIGITS = (0, 1, 7)
+
+
+def digits_of(mnist, digit, n, start=0):
+    return mnist.train_images[mnist.train_labels == digit][start : start + n].numpy()
+
+
+def quick_train(dataset, data_dir, out, epochs=2, **options):
+    cfg = mnistkit.make_config("fast", dataset=dataset, data_dir=str(data_dir), out=str(out), val_size=60,
+                               batch_size=32, epochs=epochs, progress=False, report=False, dataset_options=options)
+    return mnistkit.train(cfg)
+
+
+def check_run(result, tmp_path, image):
+    assert result.metrics["test_accuracy"] > 0.8, result.metrics
+    evaluation = evaluate_run(result.run_dir)
+    assert evaluation.confusion.sum() == result.metrics["test_images"]
+    Image.fromarray(255 - image).save(tmp_path / "probe.png")  # dark on light, like a scan
+    [pred] = predict_images(mnistkit.load(result.run_dir), [tmp_path / "probe.png"])
+    assert pred.error is None and pred.label in result.model.classes
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_directory_gz_and_raw(mnist, tmp_path, compress):
+    x, y = mnist.train_images[:1200].numpy(), mnist.train_labels[:1200].numpy()
+    d = write_idx_dataset(tmp_path / "idx", x, y, mnist.test_images[:300].numpy(), mnist.test_labels[:300].numpy(),
+                          compress=compress)
+    result = quick_train("idx", d, tmp_path / "run")
+    assert result.metrics["test_accuracy"] > 0.7 and result.model.classes == tuple("0123456789")
+
+
+def write_quickdraw(directory, mnist, n=300, width=784):
+    directory.mkdir()
+    for name, digit in zip(CLASSES, DIGITS):
+        np.save(directory / f"{name}.npy", digits_of(mnist, digit, n).reshape(n, -1)[:, :width])
+    return directory
+
+
+def test_quickdraw_npy_files(mnist, tmp_path):
+    d = write_quickdraw(tmp_path / "qd", mnist)
+    (d / "one.npy").rename(d / "full_numpy_bitmap_one.npy")  # the published name works too
+    ds = load_dataset("quickdraw", d, classes="zero,one,seven", per_class=240)
+    assert ds.classes == CLASSES and len(ds.train_images) + len(ds.test_images) == 720
+    assert len(ds.test_images) == 120 and ds.train_images.shape[1:] == (28, 28)
+    result = quick_train("quickdraw", d, tmp_path / "run", classes=list(CLASSES), per_class=300)
+    check_run(result, tmp_path, digits_of(mnist, 7, 1, start=400)[0])
+
+
+def test_quickdraw_errors(mnist, tmp_path):
+    d = write_quickdraw(tmp_path / "qd", mnist, width=783)
+    with pytest.raises(DataFormatError, match=r"zero.npy: expected an N x 784 array .* found shape \(300, 783\)"):
+        load_dataset("quickdraw", d, classes="zero,one")
+    with pytest.raises(DataFormatError, match=r"missing cloud.npy .*`mnistkit download quickdraw"):
+        load_dataset("quickdraw", d)
+
+
+def write_folder(root, mnist, n=40):
+    for name, digit in zip(CLASSES, DIGITS):
+        (root / name).mkdir(parents=True)
+        for i, img in enumerate(digits_of(mnist, digit, n)):
+            big = Image.fromarray(255 - img).resize((56, 70))  # other sizes, dark ink on light paper
+            big.save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def test_folder_of_images(mnist, tmp_path):
+    root = write_folder(tmp_path / "mine", mnist, n=150)
+    ds = load_dataset("folder", root)
+    assert ds.classes == ("one", "seven", "zero") and len(ds.test_images) == 90
+    assert ds.train_images.float().mean() < 80  # turned into bright ink on black, like MNIST
+    result = quick_train("folder", root, tmp_path / "run", epochs=4)
+    check_run(result, tmp_path, digits_of(mnist, 1, 1, start=200)[0])
+
+
+def test_folder_errors(mnist, tmp_path):
+    root = write_folder(tmp_path / "mine", mnist, n=3)
+    (root / "empty").mkdir()
+    with pytest.raises(DataFormatError, match=r"class folder .*empty holds no images"):
+        load_dataset("folder", root)
+    (root / "empty" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataFormatError, match=r"broken.png: not an image"):
+        load_dataset("folder", root)
+    with pytest.raises(DataFormatError, match="does not exist"):
+        load_dataset("folder", tmp_path / "nowhere")
+
+
+def test_download_from_a_mirror_with_checksums(tmp_path, monkeypatch):
+    import mnistkit.data.download as dl
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    names = ["a.gz", "b.gz"]
+    for name in names:
+        (mirror / name).write_bytes(name.encode() * 100)
+    files = [dl.RemoteFile(n, "sha256:" + hashlib.sha256((mirror / n).read_bytes()).hexdigest()) for n in names]
+    monkeypatch.setitem(dl.IDX_SOURCES, "toy", ([mirror.as_uri() + "/"], files))
+    written = download("toy", tmp_path / "data", log=lambda *_: None)
+    assert [p.name for p in written] == names and (tmp_path / "data" / "a.gz").read_bytes() == b"a.gz" * 100
+    assert download("toy", tmp_path / "data", log=lambda *_: None) == []  # already there: nothing fetched
+
+    bad = [dl.RemoteFile("a.gz", "md5:" + "0" * 32)]
+    monkeypatch.setitem(dl.IDX_SOURCES, "toy", ([mirror.as_uri() + "/"], bad))
+    with pytest.raises(DataFormatError, match="md5 checksum mismatch"):
+        download("toy", tmp_path / "fresh", log=lambda *_: None)
+    assert not (tmp_path / "fresh" / "a.gz").exists()
+
+    offline = [(tmp_path / "no-such-mirror").as_uri() + "/"]
+    with pytest.raises(DataFormatError, match=r"cannot download fashion-mnist .* put them in .*fm: train-images-idx3"):
+        download("fashion-mnist", tmp_path / "fm", mirrors=offline, log=lambda *_: None)

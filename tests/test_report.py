@@ -1,0 +1,62 @@
+import csv
+
+import numpy as np
+from PIL import Image
+from tests.browser import browser_page
+
+from mnistkit.report import show_samples, write_report
+
+EXPECTED = {"samples", "curves", "predictions", "confusion", "per_class", "mistakes", "filters", "feature_maps",
+            "embeddings"}
+
+
+def assert_real_picture(path):
+    with Image.open(path) as img:
+        img.load()
+        pixels = np.asarray(img.convert("L"), dtype=np.float32)
+    assert img.width > 200 and img.height > 100, path
+    assert pixels.std() > 5, f"{path} looks blank"
+
+
+def test_report_has_every_figure_and_renders_in_chromium(trained_run):
+    page_path = write_report(trained_run, sample=800, log=lambda *_: None)
+    pngs = {p.stem: p for p in (trained_run / "figures").glob("*.png")}
+    assert EXPECTED <= set(pngs)
+    for path in pngs.values():
+        assert_real_picture(path)
+    html = page_path.read_text()
+    assert html.count("<img ") == len(EXPECTED) and "data:image/png;base64," in html
+    assert "test accuracy" in html and "mknet-m" in html
+    with browser_page() as page:
+        page.goto(page_path.resolve().as_uri())
+        page.wait_for_load_state("load")
+        sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+    assert len(sizes) == len(EXPECTED)
+    assert all(done and w > 0 and h > 0 for done, w, h in sizes), sizes
+
+
+def test_show_writes_a_labelled_grid(tmp_path):
+    path = show_samples("mnist", n=12, out=tmp_path / "grid.png")
+    assert_real_picture(path)
+
+
+def test_compare_writes_table_and_plots(small_mnist_dir, tmp_path):
+    from mnistkit.compare import COLUMNS, CompareConfig, compare
+
+    cfg = CompareConfig(models=["mlp", "lenet"], budget_seconds=1.0, seeds=2, dataset="idx",
+                        data_dir=str(small_mnist_dir), out=str(tmp_path / "cmp"), progress=False)
+    rows = compare(cfg)
+    assert [r["model"] for r in rows] == ["mlp", "lenet"]
+    with open(tmp_path / "cmp" / "compare.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == COLUMNS and len(table) == 2
+    assert all(0.5 < float(r["test_accuracy_mean"]) <= 1 and int(r["seeds"]) == 2 for r in table)
+    assert float(table[1]["parameters"]) == 21840
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "| lenet | 21,840 |" in md
+    for name in ("accuracy_vs_parameters", "accuracy_vs_seconds", "validation_curves"):
+        assert_real_picture(tmp_path / "cmp" / f"{name}.png")
+    # A second call reuses the finished runs instead of training again.
+    mtime = (tmp_path / "cmp" / "mlp-seed0" / "metrics.json").stat().st_mtime
+    compare(cfg)
+    assert (tmp_path / "cmp" / "mlp-seed0" / "metrics.json").stat().st_mtime == mtime

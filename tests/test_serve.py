@@ -1,0 +1,168 @@
+import base64
+import io
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from tests.browser import browser_page
+
+from mnistkit.serve.app import create_app
+from mnistkit.serve.batching import MicroBatcher
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(trained_run):
+    with TestClient(create_app(trained_run)) as c:
+        yield c
+
+
+def paper_digit(mnist, i=0, scale=6) -> np.ndarray:
+    """A test digit as dark ink on white paper, bigger than 28x28, like a phone photo."""
+    return 255 - np.kron(mnist.test_images[i].numpy(), np.ones((scale, scale), np.uint8))
+
+
+def test_health_and_model_info(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/api/model").json()
+    assert info["model"] == "mknet-m" and info["classes"] == list("0123456789") and info["test_accuracy"] > 0.95
+
+
+def test_predict_upload_base64_and_pixels(client, mnist):
+    label = str(int(mnist.test_labels[0]))
+    r = client.post("/api/predict", files={"file": ("d.png", png_bytes(paper_digit(mnist)), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["label"] == label and set(body) >= {"label", "probabilities", "model", "latency_ms"}
+    assert abs(sum(body["probabilities"].values()) - 1) < 1e-3 and np.array(body["input"]).shape == (28, 28)
+    data_url = "data:image/png;base64," + base64.b64encode(png_bytes(paper_digit(mnist, 1))).decode()
+    assert client.post("/api/predict", json={"image": data_url}).json()["label"] == str(int(mnist.test_labels[1]))
+    pixels = mnist.test_images[2].tolist()
+    assert client.post("/api/predict", json={"pixels": pixels}).json()["label"] == str(int(mnist.test_labels[2]))
+
+
+@pytest.mark.parametrize("kwargs, status, message", [
+    (dict(content=b"x" * (2 * 1024 * 1024 + 1), headers={"content-type": "application/json"}), 413, "limit is 2097152"),
+    (dict(files={"file": ("a.png", b"hello, not an image", "image/png")}), 400, "not an image"),
+    (dict(files={"file": ("a.png", b"", "image/png")}), 400, "'file' is empty"),
+    (dict(files={"other": ("a.png", b"abc", "image/png")}), 400, "field named 'file'"),
+    (dict(content=b"", headers={"content-type": "application/json"}), 400, "empty request"),
+    (dict(json={"pixels": np.zeros((27, 28)).tolist()}), 400, "must be 28x28, found shape [27, 28]"),
+    (dict(json={"pixels": [["a"] * 28] * 28}), 400, "28x28 array of numbers"),
+    (dict(json={"image": "%%%not-base64%%%"}), 400, "not valid base64"),
+    (dict(json={"image": base64.b64encode(b"GIF89a-broken").decode()}), 400, "not an image"),
+    (dict(json={"something": 1}), 400, "needs 'image'"),
+    (dict(json=[1, 2, 3]), 400, "must be an object"),
+    (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "invalid JSON"),
+    (dict(content=b"abc", headers={"content-type": "text/plain"}), 415, "unsupported content type 'text/plain'"),
+])
+def test_bad_requests_get_4xx_json(client, mnist, kwargs, status, message):
+    r = client.post("/api/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+    assert client.get("/healthz").status_code == 200  # still serving
+
+
+def test_blank_drawing_is_rejected(client):
+    blank = png_bytes(np.full((100, 100), 255, np.uint8))
+    r = client.post("/api/predict", files={"file": ("blank.png", blank, "image/png")})
+    assert r.status_code == 400 and "empty (no ink found)" in r.json()["error"]
+
+
+def test_micro_batcher_batches_and_survives_errors():
+    sizes = []
+
+    def slow(images):
+        sizes.append(len(images))
+        time.sleep(0.01)
+        if images[0, 0, 0] < 0:
+            raise ValueError("boom")
+        return images.reshape(len(images), -1)[:, :3]
+
+    batcher = MicroBatcher(slow, max_batch=16)
+    futures = [batcher.submit(np.full((28, 28), i, np.float32)) for i in range(40)]
+    results = [f.result(timeout=5) for f in futures]
+    assert [r[0] for r in results] == list(range(40)) and max(sizes) > 1
+    with pytest.raises(ValueError, match="boom"):
+        batcher.submit(np.full((28, 28), -1, np.float32)).result(timeout=5)
+    assert batcher.submit(np.ones((28, 28), np.float32)).result(timeout=5)[0] == 1
+    batcher.close()
+
+
+def test_onnx_export_matches_torch_and_serves(trained_run, mnist):
+    from mnistkit.export import export
+
+    info = export(trained_run, "onnx")
+    assert info["checked_images"] == 1000 and info["max_abs_difference"] < 1e-4
+    ts = export(trained_run, "torchscript")
+    assert ts["path"].endswith("model.torchscript.pt")
+    with TestClient(create_app(trained_run, backend="onnx")) as onnx_client:
+        assert onnx_client.get("/api/model").json()["backend"] == "onnx"
+        r = onnx_client.post("/api/predict", json={"pixels": mnist.test_images[3].tolist()})
+        assert r.status_code == 200 and r.json()["label"] == str(int(mnist.test_labels[3]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(trained_run):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(trained_run), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def ink_strokes(image: np.ndarray, threshold: int = 100):
+    """Horizontal strokes covering every run of ink pixels, row by row: the digit as a person might trace it."""
+    for row in range(28):
+        cols = np.nonzero(image[row] > threshold)[0]
+        if len(cols) == 0:
+            continue
+        breaks = np.nonzero(np.diff(cols) > 1)[0]
+        for start, end in zip(np.r_[cols[0], cols[breaks + 1]], np.r_[cols[breaks], cols[-1]]):
+            yield row, int(start), int(end)
+
+
+def test_draw_a_real_digit_in_the_browser(live_server, mnist):
+    index = 0
+    digit, label = mnist.test_images[index].numpy(), str(int(mnist.test_labels[index]))
+    with browser_page() as page:
+        page.goto(live_server + "/")
+        page.wait_for_function("document.querySelectorAll('.bar-row').length === 10")
+        assert "mknet-m trained on mnist" in page.text_content("#model-info")
+        box = page.locator("#pad").bounding_box()
+        scale = box["width"] / 28
+        for row, start, end in ink_strokes(digit):
+            y = box["y"] + (row + 0.5) * scale
+            page.mouse.move(box["x"] + (start + 0.5) * scale, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + (end + 0.5) * scale, y, steps=3)
+            page.mouse.up()
+        page.wait_for_function(f"document.getElementById('label').textContent === {label!r}", timeout=15000)
+        assert page.text_content("#status") == ""
+        seen = page.evaluate("Array.from(document.getElementById('seen').getContext('2d')"
+                             ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 0 && v > 128).length")
+        assert seen > 40  # the page shows the 28x28 input the model saw
+        page.click("#clear")
+        assert page.text_content("#label") == "–"
