@@ -1,0 +1,67 @@
+"""Inference speed of a trained run: images/s at batch 1024 and latency of one image, PyTorch and ONNX.
+
+    python bench/infer.py runs/RUN      # appends the table to BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import append_section, markdown_table  # noqa: E402
+
+
+def onnx_speed(path: Path, seconds: float = 3.0) -> dict:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    big = np.random.rand(1024, 1, 28, 28).astype(np.float32)
+    one = big[:1]
+    for _ in range(5):
+        session.run(None, {"images": big})
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        session.run(None, {"images": big})
+        n += 1
+    throughput = n * 1024 / (time.perf_counter() - start)
+    latencies = []
+    for _ in range(300):
+        t = time.perf_counter()
+        session.run(None, {"images": one})
+        latencies.append((time.perf_counter() - t) * 1000)
+    return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}
+
+
+def main() -> None:
+    import mnistkit
+    from mnistkit.evaluate import inference_speed
+    from mnistkit.export import export
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    model = mnistkit.load(args.run)
+    rows = []
+    torch_speed = inference_speed(model, "cpu", seconds=5.0)
+    rows.append(["PyTorch eager, channels-last", f"{torch_speed['infer_batch1024_img_s']:,.0f}",
+                 f"{torch_speed['infer_batch1_ms']:.3f}"])
+    info = export(args.run, "onnx")
+    ort = onnx_speed(Path(info["path"]))
+    rows.append([f"onnxruntime (max abs diff vs PyTorch {info['max_abs_difference']:.1e})",
+                 f"{ort['infer_batch1024_img_s']:,.0f}", f"{ort['infer_batch1_ms']:.3f}"])
+    table = markdown_table(["runtime", "images/s (batch 1024)", "ms per image (batch 1, median)"], rows)
+    print(table)
+    if not args.no_append:
+        append_section(f"Inference of `{model.config.model}` ({model.config.preset} preset)",
+                       f"python bench/infer.py RUN  (RUN from `mnistkit train --preset {model.config.preset}`)", table)
+
+
+if __name__ == "__main__":
+    main()
