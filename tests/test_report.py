@@ -54,7 +54,7 @@ def test_compare_writes_table_and_plots(small_mnist_dir, tmp_path):
     assert float(table[1]["parameters"]) == 21840
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "| lenet | 21,840 |" in md
-    for name in ("accuracy_vs_parameters", "accuracy_vs_seconds", "validation_curves"):
+    for name in ("accuracy_vs_parameters", "accuracy_vs_macs", "validation_curves"):
         assert_real_picture(tmp_path / "cmp" / f"{name}.png")
     # A second call reuses the finished runs instead of training again.
     mtime = (tmp_path / "cmp" / "mlp-seed0" / "metrics.json").stat().st_mtime

@@ -104,8 +104,12 @@ def compare(cfg: CompareConfig) -> list[dict]:
     atomic_write_bytes(out / "compare.md", markdown(rows, cfg).encode())
     title = f"{cfg.dataset}: " + (f"{cfg.epochs} epochs" if cfg.epochs is not None else f"{cfg.budget_seconds:g} s budget")
     plots.compare_scatter(rows, "parameters", "parameters", out / "accuracy_vs_parameters.png", f"{title}, test accuracy vs size")
-    plots.compare_scatter(rows, "train_seconds", "training seconds", out / "accuracy_vs_seconds.png",
-                          f"{title}, test accuracy vs training time")
+    if cfg.epochs is None:  # every run trained equally long: compare accuracy against compute per image instead
+        plots.compare_scatter(rows, "macs_per_image", "multiply-accumulates per image", out / "accuracy_vs_macs.png",
+                              f"{title}, test accuracy vs compute")
+    else:
+        plots.compare_scatter(rows, "train_seconds", "training seconds", out / "accuracy_vs_seconds.png",
+                              f"{title}, test accuracy vs training time")
     plots.curves_overlay({m: r[0]["history"] for m, r in runs.items()}, out / "validation_curves.png",
                          f"{title}: validation accuracy (seed 0)")
     return rows

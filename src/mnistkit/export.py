@@ -49,7 +49,9 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     info: dict = {"format": fmt, "model": model.config.model, "classes": list(model.classes)}
     if fmt == "torchscript":
         path = Path(out) if out else run_dir / "model.torchscript.pt"
-        torch.jit.trace(model, torch.zeros(1, 1, 28, 28)).save(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream, still widely loaded
+            torch.jit.trace(model, torch.zeros(1, 1, 28, 28)).save(str(path))
     else:
         path = export_onnx(model, Path(out) if out else run_dir / "model.onnx")
         from mnistkit.train import load_splits

@@ -213,13 +213,14 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     return save(fig, path)
 
 
-def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str, log_x: bool = True) -> Path:
+def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str) -> Path:
     """Test accuracy (mean with spread over seeds) against a cost, one point per model."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for r in rows:
         ax.errorbar(r[x_key], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"], fmt="o", capsize=4)
         ax.annotate(r["model"], (r[x_key], 100 * r["test_accuracy_mean"]), textcoords="offset points", xytext=(5, 5))
-    if log_x:
+    values = [r[x_key] for r in rows if r[x_key] > 0]
+    if values and max(values) / min(values) > 10:
         ax.set_xscale("log")
     ax.set_xlabel(x_label)
     ax.set_ylabel("test accuracy (%)")
