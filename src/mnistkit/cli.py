@@ -177,8 +177,8 @@ def datasets() -> None:
     """List the datasets, their classes and where their files are expected."""
     from mnistkit.data.datasets import default_data_dir, list_datasets
 
-    run_table("Datasets", ["name", "classes", "description", "files expected in"],
-              [[s.name, len(s.classes) or "from labels", s.description,
+    run_table("Datasets", ["name", "classes", "description", "files", "expected in (or --data-dir)"],
+              [[s.name, len(s.classes) or "from data", s.description, ", ".join(s.files) or "ROOT/<class>/*.png",
                 "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -54,7 +54,6 @@ class DatasetSpec:
     loader: Callable[..., ImageDataset]
     files: tuple[str, ...] = ()
     source: str = ""
-    options: dict = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

@@ -7,12 +7,11 @@ from mnistkit.models.registry import (
     create_model,
     get_model_entry,
     list_models,
-    model_names,
     register_model,
 )
 from mnistkit.models.summary import count_macs, count_parameters, summarize
 
 __all__ = [
     "Classifier", "ModelEntry", "count_macs", "count_parameters", "create_model", "get_model_entry",
-    "list_models", "model_names", "register_model", "summarize",
+    "list_models", "register_model", "summarize",
 ]

@@ -69,10 +69,6 @@ def list_models() -> list[ModelEntry]:
     return [_MODELS[name] for name in _MODELS]
 
 
-def model_names() -> list[str]:
-    return list(_MODELS)
-
-
 def get_model_entry(name: str) -> ModelEntry:
     try:
         return _MODELS[name]
