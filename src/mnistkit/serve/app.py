@@ -69,6 +69,11 @@ def decode_base64_image(text: str) -> bytes:
         raise BadRequest(400, "field 'image' is not valid base64") from None
 
 
+def picture_to_digit(data: bytes, name: str) -> np.ndarray:
+    """Decode and MNIST-style preprocess an uploaded picture (run in a worker thread: PIL releases the GIL)."""
+    return mnistify(open_image(data), name)
+
+
 async def read_input(request: Request) -> np.ndarray:
     """The 28x28 float image a request carries, or a BadRequest naming what is wrong."""
     length = request.headers.get("content-length")
@@ -89,7 +94,7 @@ async def read_input(request: Request) -> np.ndarray:
             data = await upload.read()
             if not data:
                 raise BadRequest(400, "uploaded file 'file' is empty")
-            return mnistify(open_image(data), upload.filename or "upload")
+            return await asyncio.to_thread(picture_to_digit, data, upload.filename or "upload")
         if content_type == "application/json":
             try:
                 payload = json.loads(body)
@@ -100,7 +105,7 @@ async def read_input(request: Request) -> np.ndarray:
             if "image" in payload:
                 if not isinstance(payload["image"], str) or not payload["image"]:
                     raise BadRequest(400, "field 'image' must be a non-empty base64 string")
-                return mnistify(open_image(decode_base64_image(payload["image"])), "image")
+                return await asyncio.to_thread(picture_to_digit, decode_base64_image(payload["image"]), "image")
             if "pixels" in payload:
                 try:
                     array = np.asarray(payload["pixels"], dtype=np.float32)
