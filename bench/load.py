@@ -134,7 +134,8 @@ def main() -> None:
     if not args.no_append:
         append_section(f"Serving: {args.requests} PNG uploads at concurrency {args.concurrency} ({args.backend})",
                        f"python bench/load.py --backend {args.backend}", table,
-                       f"Server: `mnistkit serve` on {HOST} serving `{run.name}`; client and server share the machine.")
+                       f"Server: `mnistkit serve` on {HOST} serving `{run.name}`; client and server share the machine."
+                       + (f" First errors: {result['first_errors']}" if result["first_errors"] else ""))
 
 
 if __name__ == "__main__":
