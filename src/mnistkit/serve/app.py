@@ -50,7 +50,10 @@ def torch_predictor(model: torch.nn.Module):
 def onnx_predictor(path: Path):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # Micro-batches are small; one inference thread leaves the other cores to decoding and the event loop.
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def predict(images: np.ndarray) -> np.ndarray:
         logits = session.run(["logits"], {"images": images[:, None].astype(np.float32)})[0]
@@ -127,7 +130,6 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
         raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
     run_dir = Path(run_dir)
     model = load(run_dir)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if backend == "onnx":
         from mnistkit.export import export
 
@@ -193,7 +195,12 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch") -> None:
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+          inference_threads: int = 1) -> None:
+    """Run the app with uvicorn. Micro-batches are small, so one inference thread is enough and leaves the
+    other cores to decoding uploads and the event loop (measured in bench/load.py)."""
     import uvicorn
+
+    torch.set_num_threads(inference_threads)
 
     uvicorn.run(create_app(run_dir, backend=backend), host=host, port=port, log_level="info")
