@@ -140,6 +140,7 @@ def predict(
     else:
         for r in results:
             if r.error:
+                sys.stdout.flush()  # keep the order of lines when stdout and stderr share a pipe
                 err_console.print(f"[red]error:[/] {r.error}", highlight=False, soft_wrap=True)
             else:
                 top = "  ".join(f"{c}: {p:.3f}" for c, p in r.top3)
