@@ -60,3 +60,19 @@ def test_compare_writes_table_and_plots(small_mnist_dir, tmp_path):
     mtime = (tmp_path / "cmp" / "mlp-seed0" / "metrics.json").stat().st_mtime
     compare(cfg)
     assert (tmp_path / "cmp" / "mlp-seed0" / "metrics.json").stat().st_mtime == mtime
+
+
+def test_train_writes_the_report_unless_told_not_to(small_mnist_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from mnistkit.cli import app
+
+    common = ["train", "--preset", "fast", "--dataset", "idx", "--data-dir", str(small_mnist_dir), "--val-size", "500",
+              "--no-progress"]
+    result = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "with")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "with" / "report.html").stat().st_size > 50_000
+    assert (tmp_path / "with" / "figures" / "embeddings.png").exists()
+    result = CliRunner().invoke(app, [*common, "--no-report", "--out", str(tmp_path / "without")])
+    assert result.exit_code == 0 and (tmp_path / "without" / "metrics.json").exists()
+    assert not (tmp_path / "without" / "report.html").exists()
