@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_section, markdown_table, measure_inference, peak_rss_mib, run_job  # noqa: E402
+from common import ROOT, append_section, markdown_table, peak_rss_mib, run_job  # noqa: E402
+from mnistkit.evaluate import inference_speed  # noqa: E402
 
 RUNS = ROOT / "runs" / "bench"
 
@@ -33,7 +34,7 @@ def train_job(preset: str, seed: int, epochs: int | None, device: str) -> dict:
     wall = time.perf_counter() - start
     info = {"run_dir": str(out), "preset": preset, "seed": seed, **result.metrics, "wall_seconds": wall,
             "peak_rss_mib": peak_rss_mib()}
-    info.update(measure_inference(result.model, torch.device(device)))
+    info.update(inference_speed(result.model, torch.device(device)))
     return info
 
 

@@ -36,12 +36,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_inference(model: torch.nn.Module, device: torch.device, seconds: float = 3.0) -> dict:
-    from mnistkit.evaluate import inference_speed
-
-    return inference_speed(model, device, seconds)
-
-
 def run_job(script: Path, job: str, *args: str) -> dict:
     """Run one benchmark job in its own process (so peak memory is its own) and read its JSON result."""
     out = ROOT / "runs" / "bench" / f"{job}.json"

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section, markdown_table  # noqa: E402
 
 
-def onnx_speed(path: Path, seconds: float = 3.0) -> dict:
+def onnx_speed(path: Path) -> dict:
     import onnxruntime as ort
 
+    from mnistkit.evaluate import time_inference
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    big = np.random.rand(1024, 1, 28, 28).astype(np.float32)
-    one = big[:1]
-    for _ in range(5):
-        session.run(None, {"images": big})
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        session.run(None, {"images": big})
-        n += 1
-    throughput = n * 1024 / (time.perf_counter() - start)
-    latencies = []
-    for _ in range(300):
-        t = time.perf_counter()
-        session.run(None, {"images": one})
-        latencies.append((time.perf_counter() - t) * 1000)
-    return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}
+    batches = {n: np.random.rand(n, 1, 28, 28).astype(np.float32) for n in (1, 1024)}
+    return time_inference(lambda n: session.run(None, {"images": batches[n]}), seconds=3.0)
 
 
 def main() -> None:

@@ -45,20 +45,18 @@ def train_throughput(model, device, channels_last: bool, bf16: bool, seconds: fl
 
 
 @torch.inference_mode()
-def infer_throughput(model, device, channels_last: bool, bf16: bool, seconds: float = 5.0) -> float:
+def infer_throughput(model, device, channels_last: bool, bf16: bool) -> float:
+    from mnistkit.evaluate import time_inference
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).eval()
-    x = torch.rand(1024, 1, 28, 28, device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(5):
-            model(x)
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            model(x)
-            n += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n * 1024 / (time.perf_counter() - start)
+    batches = {n: torch.rand(n, 1, 28, 28, device=device) for n in (1, 1024)}
+
+    def run(n: int) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model(batches[n]).argmax(1).cpu()
+
+    return time_inference(run, seconds=5.0)["infer_batch1024_img_s"]
 
 
 def main() -> None:

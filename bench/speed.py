@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import append_section, markdown_table, measure_inference, peak_rss_mib, run_job  # noqa: E402
+from common import append_section, markdown_table, peak_rss_mib, run_job  # noqa: E402
+from mnistkit.evaluate import inference_speed  # noqa: E402
 
 TARGET = 0.99
 
@@ -85,7 +86,7 @@ def classic_job(device: torch.device, epochs: int) -> dict:
     return {"name": "classic LeNet recipe (DataLoader, per-sample transforms)", "seconds_to_99": reached,
             "epochs": epochs, "test_accuracy": history[-1]["test_accuracy"], "train_seconds": train_seconds,
             "train_img_s": epochs * len(ds.train_images) / train_seconds, "history": history,
-            **measure_inference(wrapped, device), "peak_rss_mib": peak_rss_mib()}
+            **inference_speed(wrapped, device), "peak_rss_mib": peak_rss_mib()}
 
 
 def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
@@ -103,7 +104,7 @@ def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
     return {"name": f"mnistkit --preset {preset} ({cfg.model})", "seconds_to_99": reached, "epochs": cfg.epochs,
             "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
             "train_img_s": cfg.epochs * m["train_images"] / m["train_seconds"], "history": history,
-            **measure_inference(result.model, device), "peak_rss_mib": peak_rss_mib()}
+            **inference_speed(result.model, device), "peak_rss_mib": peak_rss_mib()}
 
 
 def main() -> None:

@@ -44,6 +44,6 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _fixed_threads():
+def _seeded():
     torch.manual_seed(0)
     yield

@@ -25,6 +25,7 @@ WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "metrics.jsonl"
+STEPS_FILE = "steps.csv"
 
 
 def current_umask() -> int:

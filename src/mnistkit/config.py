@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mnistkit.data.augment import AugmentConfig
-from mnistkit.errors import MnistkitError
+from mnistkit.errors import MnistkitError, UnknownNameError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 COMPARE_MODELS = ("mlp", "lenet", "cnn-16-32", "cnn-32-64", "inception", "resnet", "mknet-s")
@@ -123,8 +123,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str | None = "default", **overrides: Any) -> TrainConfig:
     """A TrainConfig from a named preset, with ``overrides`` (None values ignored) on top."""
-    from mnistkit.errors import UnknownNameError
-
     name = preset or "default"
     if name not in PRESETS:
         raise UnknownNameError("preset", name, list(PRESETS))

@@ -49,7 +49,7 @@ def evaluate_ensemble(run_dirs: list[str | Path], tta: bool = True, split: str =
     if len(datasets) > 1:
         raise MnistkitError(f"ensemble: the runs were trained on different datasets: {sorted(map(str, datasets))}")
     splits = load_splits(models[0].config)
-    images, labels = (splits.test_images, splits.test_labels) if split == "test" else (splits.val_images, splits.val_labels)
+    images, labels = splits.part(split)
     member_probs = [probabilities(m, images, tta) for m in models]
     members = [float((p.argmax(1) == labels).float().mean()) for p in member_probs]
     mean = sum(member_probs) / len(member_probs)

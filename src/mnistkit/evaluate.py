@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -117,48 +120,49 @@ def evaluate_run(run_dir, split: str = "test") -> EvalResult:
     from pathlib import Path
 
     from mnistkit.checkpoint import atomic_write_json
-    from mnistkit.errors import MnistkitError
     from mnistkit.predict import load
     from mnistkit.train import load_splits
 
-    if split not in ("test", "val"):
-        raise MnistkitError(f"split must be 'test' or 'val', found '{split}'")
     model = load(run_dir)
     splits = load_splits(model.config)
-    images, labels = (splits.test_images, splits.test_labels) if split == "test" else (splits.val_images, splits.val_labels)
+    images, labels = splits.part(split)
     result = evaluate(model, images, labels, splits.classes, batch_size=model.config.eval_batch_size)
-    atomic_write_json(Path(run_dir) / ("eval.json" if split == "test" else "eval_val.json"),
+    atomic_write_json(Path(run_dir) / ("eval.json" if split == "test" else f"eval_{split}.json"),
                       {"split": split, **result.to_dict()})
     return result
 
 
-@torch.inference_mode()
-def inference_speed(model: nn.Module, device: torch.device | str = "cpu", seconds: float = 3.0) -> dict:
-    """Images/s at batch 1024 and median latency (ms) of one image, both after warm-up."""
-    import statistics
-    import time
+def time_inference(run: Callable[[int], object], seconds: float = 3.0) -> dict:
+    """Images/s at batch 1024 and median latency (ms) of one image for ``run(batch_size)``, after warm-up.
 
-    device = torch.device(device)
-    model = model.eval().to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    big = torch.rand(1024, 1, 28, 28, device=device)
-    one = torch.rand(1, 1, 28, 28, device=device)
+    ``run`` must finish its work before returning (synchronise a GPU inside it)."""
     for _ in range(5):
-        model(big)
-        model(one)
-    sync()
+        run(1024)
+        run(1)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or n < 2:
-        model(big)
+        run(1024)
         n += 1
-    sync()
     throughput = n * 1024 / (time.perf_counter() - start)
     latencies: list[float] = []
     start = time.perf_counter()
     while time.perf_counter() - start < seconds / 2 or len(latencies) < 50:
         t = time.perf_counter()
-        model(one).argmax().item()
+        run(1)
         latencies.append((time.perf_counter() - t) * 1000)
     return {"infer_batch1024_img_s": throughput, "infer_batch1_ms": statistics.median(latencies)}
+
+
+@torch.inference_mode()
+def inference_speed(model: nn.Module, device: torch.device | str = "cpu", seconds: float = 3.0) -> dict:
+    """time_inference for a PyTorch model (channels-last on CPU, as mnistkit runs it)."""
+    device = torch.device(device)
+    model = model.eval().to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    batches = {n: torch.rand(n, 1, 28, 28, device=device) for n in (1, 1024)}
+
+    def run(n: int) -> None:
+        model(batches[n]).argmax(1).cpu()  # .cpu() waits for a GPU to finish
+
+    return time_inference(run, seconds)

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from mnistkit import plots
-from mnistkit.checkpoint import HISTORY_FILE, METRICS_FILE, atomic_write_bytes, atomic_write_json
+from mnistkit.checkpoint import HISTORY_FILE, METRICS_FILE, STEPS_FILE, atomic_write_bytes, atomic_write_json
 from mnistkit.evaluate import evaluate
 from mnistkit.predict import load
-from mnistkit.train import STEPS_FILE, load_splits
+from mnistkit.train import load_splits
 
 FIGURE_DIR = "figures"
 

@@ -97,9 +97,6 @@ class EMA:
             ema_b.copy_(b)
 
 
-STEPS_FILE = "steps.csv"
-
-
 def append_steps(path: Path, first_step: int, losses: torch.Tensor, accuracies: torch.Tensor) -> None:
     new_file = not path.exists()
     with open(path, "a") as f:
@@ -115,7 +112,7 @@ def truncate_history(run_dir: Path, epoch: int, step: int) -> None:
     if history.exists():
         rows = [r for r in history.read_text().splitlines() if json.loads(r)["epoch"] <= epoch]
         ckpt.atomic_write_bytes(history, "".join(r + "\n" for r in rows).encode())
-    steps = run_dir / STEPS_FILE
+    steps = run_dir / ckpt.STEPS_FILE
     if steps.exists():
         lines = steps.read_text().splitlines()
         kept = lines[:1] + [r for r in lines[1:] if int(r.split(",", 1)[0]) <= step]
@@ -208,7 +205,7 @@ def train(cfg: TrainConfig | None, resume: str | Path | None = None) -> TrainRes
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ckpt.HISTORY_FILE).unlink(missing_ok=True)
-        (run_dir / STEPS_FILE).unlink(missing_ok=True)
+        (run_dir / ckpt.STEPS_FILE).unlink(missing_ok=True)
         ckpt.atomic_write_json(run_dir / ckpt.CONFIG_FILE, cfg.to_dict())
     meta = {"model": cfg.model, "dataset": cfg.dataset, "classes": json.dumps(list(splits.classes))}
     eval_model = ema.model if ema is not None else model
@@ -272,7 +269,7 @@ def train(cfg: TrainConfig | None, resume: str | Path | None = None) -> TrainRes
             ckpt.save_tensors(run_dir / ckpt.WEIGHTS_FILE, eval_model.state_dict(), metadata=meta)
         state["epoch"] = epoch
         ckpt.append_jsonl(run_dir / ckpt.HISTORY_FILE, row)
-        append_steps(run_dir / STEPS_FILE, first_step, step_loss, step_accuracy)
+        append_steps(run_dir / ckpt.STEPS_FILE, first_step, step_loss, step_accuracy)
         save_checkpoint(run_dir / ckpt.CHECKPOINT_FILE, model, optimizer, ema, generator, state)
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""

@@ -118,6 +118,12 @@ class Splits:
     test_images: torch.Tensor
     test_labels: torch.Tensor
 
+    def part(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of the 'train', 'val' or 'test' split."""
+        if name not in ("train", "val", "test"):
+            raise DataFormatError(f"split must be 'train', 'val' or 'test', found '{name}'")
+        return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
+
 
 def split_validation(dataset: ImageDataset, val_size: int = 5000, seed: int = 0) -> Splits:
     """Hold out ``val_size`` training images, chosen by a fixed seed so every run sees the same split."""
