@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_section, markdown_table, peak_rss_mib, run_job  # noqa: E402
-from mnistkit.evaluate import inference_speed  # noqa: E402
+from mnistkit.timing import inference_speed  # noqa: E402
 
 RUNS = ROOT / "runs" / "bench"
 
@@ -29,7 +29,7 @@ def train_job(preset: str, seed: int, epochs: int | None, device: str) -> dict:
 
     out = RUNS / (f"{preset}-seed{seed}" + ("" if epochs is None else f"-{epochs}ep"))
     start = time.perf_counter()
-    result = mnistkit.train(mnistkit.make_config(preset, seed=seed, epochs=epochs, out=str(out), report=False,
+    result = mnistkit.train(mnistkit.make_config(preset, seed=seed, epochs=epochs, out=str(out),
                                                  device=device))
     wall = time.perf_counter() - start
     info = {"run_dir": str(out), "preset": preset, "seed": seed, **result.metrics, "wall_seconds": wall,

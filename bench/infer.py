@@ -18,7 +18,7 @@ from common import append_section, markdown_table  # noqa: E402
 def onnx_speed(path: Path) -> dict:
     import onnxruntime as ort
 
-    from mnistkit.evaluate import time_inference
+    from mnistkit.timing import time_inference
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     batches = {n: np.random.rand(n, 1, 28, 28).astype(np.float32) for n in (1, 1024)}
@@ -27,14 +27,15 @@ def onnx_speed(path: Path) -> dict:
 
 def main() -> None:
     import mnistkit
-    from mnistkit.evaluate import inference_speed
     from mnistkit.export import export
+    from mnistkit.timing import inference_speed
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
-    model = mnistkit.load(args.run)
+    run = mnistkit.load_run(args.run)
+    model = run.model
     rows = []
     torch_speed = inference_speed(model, "cpu", seconds=5.0)
     rows.append(["PyTorch eager, channels-last", f"{torch_speed['infer_batch1024_img_s']:,.0f}",
@@ -46,8 +47,8 @@ def main() -> None:
     table = markdown_table(["runtime", "images/s (batch 1024)", "ms per image (batch 1, median)"], rows)
     print(table)
     if not args.no_append:
-        append_section(f"Inference of `{model.config.model}` ({model.config.preset} preset)",
-                       f"python bench/infer.py RUN  (RUN from `mnistkit train --preset {model.config.preset}`)", table)
+        append_section(f"Inference of `{run.config.model}` ({run.config.preset} preset)",
+                       f"python bench/infer.py RUN  (RUN from `mnistkit train --preset {run.config.preset}`)", table)
 
 
 if __name__ == "__main__":

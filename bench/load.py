@@ -42,7 +42,7 @@ def ensure_run(run: Path | None) -> Path:
     if not (run / "metrics.json").exists():
         import mnistkit
 
-        mnistkit.train(mnistkit.make_config("default", out=str(run), report=False))
+        mnistkit.train(mnistkit.make_config("default", out=str(run)))
     return run
 
 

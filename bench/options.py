@@ -46,7 +46,7 @@ def train_throughput(model, device, channels_last: bool, bf16: bool, seconds: fl
 
 @torch.inference_mode()
 def infer_throughput(model, device, channels_last: bool, bf16: bool) -> float:
-    from mnistkit.evaluate import time_inference
+    from mnistkit.timing import time_inference
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device, memory_format=fmt).eval()

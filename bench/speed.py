@@ -27,7 +27,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section, markdown_table, peak_rss_mib, run_job  # noqa: E402
-from mnistkit.evaluate import inference_speed  # noqa: E402
+from mnistkit.timing import inference_speed  # noqa: E402
 
 TARGET = 0.99
 
@@ -94,7 +94,7 @@ def mnistkit_job(device: torch.device, preset: str, extra: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = mnistkit.make_config(preset, out=str(Path(tmp) / preset), test_every_epoch=True, progress=False,
-                                   report=False, device=device.type, **extra)
+                                   device=device.type, **extra)
         result = mnistkit.train(cfg)
         history = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     reached = next((h["train_seconds"] for h in history if h["test_accuracy"] >= TARGET), None)

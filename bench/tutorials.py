@@ -29,7 +29,7 @@ def main() -> None:
     rows = []
     for preset in args.presets.split(","):
         out = ROOT / "runs" / "bench" / f"tutorial-{preset}"
-        m = mnistkit.train(mnistkit.make_config(preset, seed=args.seed, out=str(out), report=False, progress=False)).metrics
+        m = mnistkit.train(mnistkit.make_config(preset, seed=args.seed, out=str(out), progress=False)).metrics
         published = PUBLISHED.get(preset)
         gap = f"{100 * (m['test_accuracy'] - published):+.2f}" if published else "n/a"
         rows.append([f"`{preset}`", m["epochs"], f"{m['train_seconds']:.1f}", f"{m['val_accuracy']:.4f}",

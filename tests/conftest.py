@@ -39,7 +39,7 @@ def trained_run(tmp_path_factory) -> Path:
     from mnistkit import make_config, train
 
     out = tmp_path_factory.mktemp("runs") / "fast"
-    train(make_config("fast", epochs=1, out=str(out), progress=False, report=False))
+    train(make_config("fast", epochs=1, out=str(out), progress=False))
     return out
 
 

@@ -10,7 +10,7 @@ from tests.conftest import write_idx_dataset
 import mnistkit
 from mnistkit.data.datasets import load_dataset
 from mnistkit.data.download import download
-from mnistkit.errors import DataFormatError
+from mnistkit.errors import DataFormatError, MnistkitError
 from mnistkit.evaluate import evaluate_run
 from mnistkit.predict import predict_images
 
@@ -24,7 +24,7 @@ def digits_of(mnist, digit, n, start=0):
 
 def quick_train(dataset, data_dir, out, epochs=2, **options):
     cfg = mnistkit.make_config("fast", dataset=dataset, data_dir=str(data_dir), out=str(out), val_size=60,
-                               batch_size=32, epochs=epochs, progress=False, report=False, dataset_options=options)
+                               batch_size=32, epochs=epochs, progress=False, dataset_options=options)
     return mnistkit.train(cfg)
 
 
@@ -101,22 +101,29 @@ def test_folder_errors(mnist, tmp_path):
         load_dataset("folder", tmp_path / "nowhere")
 
 
+def register_toy_source(monkeypatch, mirror, files):
+    from mnistkit.data import datasets as ds
+
+    source = ds.DownloadSource((mirror.as_uri() + "/",), tuple(files))
+    spec = ds.DatasetSpec(name="toy", description="toy", classes=("a", "b"), loader=lambda d: None, download=source)
+    monkeypatch.setitem(ds._REGISTRY, "toy", spec)
+
+
 def test_download_from_a_mirror_with_checksums(tmp_path, monkeypatch):
-    import mnistkit.data.download as dl
+    from mnistkit.data.datasets import RemoteFile
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     names = ["a.gz", "b.gz"]
     for name in names:
         (mirror / name).write_bytes(name.encode() * 100)
-    files = [dl.RemoteFile(n, "sha256:" + hashlib.sha256((mirror / n).read_bytes()).hexdigest()) for n in names]
-    monkeypatch.setitem(dl.IDX_SOURCES, "toy", ([mirror.as_uri() + "/"], files))
+    files = [RemoteFile(n, "sha256:" + hashlib.sha256((mirror / n).read_bytes()).hexdigest()) for n in names]
+    register_toy_source(monkeypatch, mirror, files)
     written = download("toy", tmp_path / "data", log=lambda *_: None)
     assert [p.name for p in written] == names and (tmp_path / "data" / "a.gz").read_bytes() == b"a.gz" * 100
     assert download("toy", tmp_path / "data", log=lambda *_: None) == []  # already there: nothing fetched
 
-    bad = [dl.RemoteFile("a.gz", "md5:" + "0" * 32)]
-    monkeypatch.setitem(dl.IDX_SOURCES, "toy", ([mirror.as_uri() + "/"], bad))
+    register_toy_source(monkeypatch, mirror, [RemoteFile("a.gz", "md5:" + "0" * 32)])
     with pytest.raises(DataFormatError, match="md5 checksum mismatch"):
         download("toy", tmp_path / "fresh", log=lambda *_: None)
     assert not (tmp_path / "fresh" / "a.gz").exists()
@@ -124,3 +131,15 @@ def test_download_from_a_mirror_with_checksums(tmp_path, monkeypatch):
     offline = [(tmp_path / "no-such-mirror").as_uri() + "/"]
     with pytest.raises(DataFormatError, match=r"cannot download fashion-mnist .* put them in .*fm: train-images-idx3"):
         download("fashion-mnist", tmp_path / "fm", mirrors=offline, log=lambda *_: None)
+
+
+def test_quickdraw_downloads_one_file_per_chosen_class(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name in ("cloud", "sun"):
+        np.save(mirror / f"{name}.npy", np.zeros((3, 784), np.uint8))
+    written = download("quickdraw", tmp_path / "qd", classes=["cloud", "sun"], mirrors=[mirror.as_uri() + "/"],
+                       log=lambda *_: None)
+    assert sorted(p.name for p in written) == ["cloud.npy", "sun.npy"]
+    with pytest.raises(MnistkitError, match=r"knows .*'folder' is local-only"):
+        download("folder", tmp_path / "f", log=lambda *_: None)

@@ -9,11 +9,11 @@ REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inceptio
 def test_registry_holds_every_tutorial_recipe():
     names = {m.name for m in list_models()}
     assert REQUIRED <= names
-    from mnistkit.config import PRESETS
+    from mnistkit.config import PRESETS, make_config
 
     assert {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "default", "fast", "best"} <= set(PRESETS)
-    for preset in PRESETS.values():
-        assert preset["model"] in names
+    for preset in PRESETS:
+        assert make_config(preset).model in names
 
 
 @pytest.mark.parametrize("name", [m.name for m in list_models()])

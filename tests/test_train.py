@@ -1,11 +1,10 @@
-import importlib
 import json
 
 import pytest
 import torch
 
 import mnistkit
-from mnistkit import checkpoint as ckpt
+from mnistkit import fileio, runs
 from mnistkit.config import TrainConfig, make_config
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.train import learning_rate
@@ -37,9 +36,9 @@ def test_same_seed_same_result(small_mnist_dir, tmp_path):
     mnistkit.train(small_config(small_mnist_dir, tmp_path / "c", epochs=2, seed=6))
     strip = lambda m: {k: v for k, v in m.items() if "seconds" not in k and k != "seed"}  # noqa: E731
     assert strip(a.metrics) == strip(b.metrics)
-    wa, _ = ckpt.load_tensors(tmp_path / "a" / "model.safetensors")
-    wb, _ = ckpt.load_tensors(tmp_path / "b" / "model.safetensors")
-    wc, _ = ckpt.load_tensors(tmp_path / "c" / "model.safetensors")
+    wa, _ = runs.load_tensors(tmp_path / "a" / "model.safetensors")
+    wb, _ = runs.load_tensors(tmp_path / "b" / "model.safetensors")
+    wc, _ = runs.load_tensors(tmp_path / "c" / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
@@ -48,9 +47,7 @@ def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_
     kw = dict(model="mknet-s", epochs=3, ema_decay=0.9, augment={"rotate_degrees": 10, "translate": 0.1})
     mnistkit.train(small_config(small_mnist_dir, tmp_path / "full", **kw))
 
-    train_module = importlib.import_module("mnistkit.train")  # the module, not the function
-
-    real_save = train_module.save_checkpoint
+    real_save = runs.save_checkpoint
     calls = {"n": 0}
 
     def save_then_interrupt(*args, **kwargs):
@@ -59,15 +56,15 @@ def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_
         if calls["n"] == 2:
             raise KeyboardInterrupt  # as if Ctrl-C arrived in epoch 3
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         mnistkit.train(small_config(small_mnist_dir, tmp_path / "cut", **kw))
     assert not (tmp_path / "cut" / "metrics.json").exists()
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(runs, "save_checkpoint", real_save)
     resumed = mnistkit.train(None, resume=tmp_path / "cut")
 
-    full, _ = ckpt.load_tensors(tmp_path / "full" / "checkpoint.safetensors")
-    cut, _ = ckpt.load_tensors(tmp_path / "cut" / "checkpoint.safetensors")
+    full, _ = runs.load_tensors(tmp_path / "full" / "checkpoint.safetensors")
+    cut, _ = runs.load_tensors(tmp_path / "cut" / "checkpoint.safetensors")
     assert set(full) == set(cut)
     assert all(torch.equal(full[k], cut[k]) for k in full if k.startswith(("model.", "ema.", "optim.")))
     history = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
@@ -100,9 +97,9 @@ def test_checkpoint_errors_are_explained(trained_run, tmp_path):
     with pytest.raises(CheckpointError, match=r"saved for model 'mknet-m' but config.json says 'lenet'"):
         mnistkit.load(bad)
     model = mnistkit.create_model("lenet")
-    weights, _ = ckpt.load_tensors(trained_run / "model.safetensors")
+    weights, _ = runs.load_tensors(trained_run / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"do not fit model 'lenet'.*missing"):
-        ckpt.load_state_checked(model, weights, "w", "lenet")
+        runs.load_state_checked(model, weights, "w", "lenet")
     (bad / "config.json").write_text("{oops")
     with pytest.raises(CheckpointError, match=r"config.json: invalid JSON"):
         mnistkit.load(bad)
@@ -112,10 +109,10 @@ def test_checkpoint_errors_are_explained(trained_run, tmp_path):
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "metrics.json"
-    ckpt.atomic_write_json(target, {"a": 1})
+    fileio.atomic_write_json(target, {"a": 1})
 
     with pytest.raises(TypeError):
-        ckpt.atomic_write_json(target, {"a": object()})
+        fileio.atomic_write_json(target, {"a": object()})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 

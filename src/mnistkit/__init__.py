@@ -1,21 +1,23 @@
 """mnistkit: train, evaluate, explain and serve small-image classifiers, MNIST first.
 
     import mnistkit
-    result = mnistkit.train(mnistkit.make_config("default", epochs=5))
-    model = mnistkit.load(result.run_dir)     # a plain torch.nn.Module, ready for inference
+    run = mnistkit.train(mnistkit.TrainConfig(epochs=5))   # TrainConfig() is the default recipe
+    model = mnistkit.load(run.run_dir)     # a plain torch.nn.Module, ready for inference
+    run = mnistkit.load_run(run.run_dir)   # model + config + classes + metrics
 """
 
 from mnistkit.config import PRESETS, TrainConfig, make_config
 from mnistkit.data.datasets import list_datasets, load_dataset, split_validation
 from mnistkit.errors import CheckpointError, DataFormatError, ImageError, MnistkitError, UnknownNameError
-from mnistkit.models import create_model, list_models
+from mnistkit.models import create_model, infer, list_models
 from mnistkit.predict import load, predict_images
-from mnistkit.train import TrainResult, train
+from mnistkit.runs import Run, load_run
+from mnistkit.train import train
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "PRESETS", "CheckpointError", "DataFormatError", "ImageError", "MnistkitError", "TrainConfig", "TrainResult",
-    "UnknownNameError", "create_model", "list_datasets", "list_models", "load", "load_dataset", "make_config",
-    "predict_images", "split_validation", "train",
+    "PRESETS", "CheckpointError", "DataFormatError", "ImageError", "MnistkitError", "Run", "TrainConfig",
+    "UnknownNameError", "create_model", "infer", "list_datasets", "list_models", "load", "load_dataset", "load_run",
+    "make_config", "predict_images", "split_validation", "train",
 ]

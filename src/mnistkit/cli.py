@@ -48,57 +48,88 @@ def run_table(title: str, columns: list[str], rows: list[list]) -> None:
 
 @app.command()
 def train(
-    model: Annotated[str | None, typer.Option(help="Model name (see `mnistkit models`). Default: the preset's.")] = None,
-    preset: Annotated[str, typer.Option(help="Named recipe: default, fast, best, or a tutorial's (lenet, ...).")] = "default",
+    preset: Annotated[str | None, typer.Option(help="Named recipe: default, fast, best, or a tutorial's (lenet, ...). "
+                                                    "See `mnistkit presets`.")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of config fields (a run's config.json, or "
+                                                     "`mnistkit tune`'s best config); its 'out' is ignored.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE for any config field, dotted for nested "
+                                                   "ones, e.g. --set augment.rotate_degrees=5 --set ema_decay=0.999. "
+                                                   "`mnistkit config` lists every field.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (see `mnistkit models`).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name (see `mnistkit datasets`).")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training split.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per optimizer step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd, adam or adamw.")] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="L2 penalty on weights (not biases or norms).")] = None,
     schedule: Annotated[str | None, typer.Option(help="constant, step, cosine or onecycle.")] = None,
     label_smoothing: Annotated[float | None, typer.Option(help="Cross-entropy label smoothing in [0, 1).")] = None,
     val_size: Annotated[int | None, typer.Option(help="Training images held out for model selection.")] = None,
-    classes: Annotated[str | None, typer.Option(help="quickdraw: comma-separated classes (default: the tutorial's ten).")] = None,
-    per_class: Annotated[int | None, typer.Option(help="quickdraw: drawings per class (default 6000).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed on CPU gives identical results.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    budget_seconds: Annotated[float | None, typer.Option(help="Train for this many seconds (lr follows the clock).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed on CPU gives identical results.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/MODEL-DATASET-TIME).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run in this directory.")] = None,
-    test_every_epoch: Annotated[bool, typer.Option(help="Also report test accuracy after every epoch.")] = False,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model (helps on GPU).")] = False,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = False,
+    test_every_epoch: Annotated[bool | None, typer.Option(help="Also report test accuracy after every epoch.")] = None,
+    compile: Annotated[bool | None, typer.Option(help="torch.compile the model (helps on GPU).")] = None,
+    amp: Annotated[bool | None, typer.Option(help="bf16 autocast on CUDA.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html with all figures after training.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars and per-epoch lines.")] = True,
 ) -> None:
-    """Train a model; writes weights, config, metrics (and a report) to a run directory."""
-    from mnistkit.config import make_config
+    """Train a model; writes weights, config, metrics (and a report) to a run directory.
+
+    The config is built in this order: the preset, then --config, then the named options, then --set."""
+    from mnistkit.config import build_config
     from mnistkit.train import train as run_training
 
-    dataset_options = {k: v for k, v in (("classes", classes), ("per_class", per_class)) if v is not None}
-    if resume is not None:
-        config = None
-    else:
-        config = make_config(
-            preset, dataset_options=dataset_options or None, model=model, dataset=dataset,
-            data_dir=str(data_dir) if data_dir else None, epochs=epochs,
-            batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-            schedule=schedule, label_smoothing=label_smoothing, val_size=val_size, seed=seed, device=device,
-            out=str(out) if out else None, test_every_epoch=test_every_epoch, compile=compile, amp=amp,
-            report=report, progress=progress,
-        )
+    options = dict(model=model, dataset=dataset, data_dir=str(data_dir) if data_dir else None, epochs=epochs,
+                   batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
+                   label_smoothing=label_smoothing, val_size=val_size, budget_seconds=budget_seconds, seed=seed,
+                   device=device, out=str(out) if out else None, test_every_epoch=test_every_epoch,
+                   compile=compile, amp=amp, progress=progress)
+    cfg = None if resume is not None else build_config(preset, config, options, set_)
     try:
-        result = run_training(config, resume=resume)
+        run = run_training(cfg, resume=resume)
     except KeyboardInterrupt:
-        where = resume or (config.out if config else None) or "the run directory"
+        where = resume or (cfg.out if cfg else None) or "the run directory"
         err_console.print(f"\ninterrupted: the last finished epoch is saved; continue with "
                           f"`mnistkit train --resume {where}`")
         raise typer.Exit(130) from None
-    m = result.metrics
+    m = run.metrics
     console.print(f"test accuracy [bold]{m['test_accuracy']:.4f}[/] (val {m['val_accuracy']:.4f}, "
-                  f"{m['train_seconds']:.1f}s training) -> {result.run_dir}")
+                  f"{m['train_seconds']:.1f}s training) -> {run.run_dir}")
+    if report:
+        from mnistkit.report import write_report
+
+        write_report(run.run_dir, log=print if run.config.progress else (lambda *_: None))
+
+
+@app.command("config")
+def show_config(
+    preset: Annotated[str | None, typer.Option(help="Start from this preset (default: `default`).")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of config fields.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, as for `mnistkit train`.")] = None,
+) -> None:
+    """Print the full training config a preset, file and --set lines give, as JSON (every field --set reaches)."""
+    from mnistkit.config import build_config
+
+    print(json.dumps(build_config(preset, config, None, set_).to_dict(), indent=2))
+
+
+@app.command()
+def presets() -> None:
+    """List the named recipes and where each differs from the default one."""
+    from mnistkit.config import PRESETS
+
+    def shown(key: str, value) -> str:
+        if key == "augment":  # only the warps that are on
+            value = {k: v for k, v in value.items() if v} or "none"
+        return f"{key}={json.dumps(value)}"
+
+    run_table("Presets (differences from `default`, i.e. TrainConfig())", ["preset", "settings"],
+              [[name, ", ".join(shown(k, v) for k, v in diff.items()) or "(TrainConfig() itself)"]
+               for name, diff in PRESETS.items()])
 
 
 @app.command()
@@ -122,7 +153,9 @@ def evaluate(
     run_table("Hardest mistakes", ["index", "true", "predicted", "confidence", "top-3"],
               [[m.index, classes[m.label], classes[m.predicted], f"{m.confidence:.3f}",
                 ", ".join(f"{classes[c]}:{p:.2f}" for c, p in m.top3)] for m in result.mistakes[:mistakes]])
-    console.print(f"written {run_dir / 'eval.json'}")
+    from mnistkit.runs import eval_file
+
+    console.print(f"written {run_dir / eval_file(split)}")
 
 
 @app.command()
@@ -217,8 +250,8 @@ def ensemble(
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
 ) -> None:
     """Average the predictions of several runs (optionally with test-time augmentation) and score them."""
-    from mnistkit.checkpoint import atomic_write_json
     from mnistkit.ensemble import evaluate_ensemble
+    from mnistkit.fileio import atomic_write_json
 
     result, members = evaluate_ensemble(run_dirs, tta=tta, split=split)
     for d, acc in zip(run_dirs, members):

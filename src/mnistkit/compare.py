@@ -9,16 +9,18 @@ interrupted comparison continues where it stopped.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnistkit import plots
-from mnistkit.checkpoint import HISTORY_FILE, METRICS_FILE, atomic_write_bytes
 from mnistkit.config import COMPARE_MODELS, PRESETS, make_config
-from mnistkit.evaluate import inference_speed
+from mnistkit.fileio import atomic_write_text
 from mnistkit.models import get_model_entry
+from mnistkit.runs import METRICS_FILE, load_run, read_history, read_json
+from mnistkit.timing import inference_speed
+from mnistkit.train import train
 
 COLUMNS = ["model", "parameters", "macs_per_image", "epochs", "train_seconds", "train_images_per_s", "infer_ms_batch1",
            "val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean", "test_accuracy_std", "seeds"]
@@ -42,30 +44,26 @@ def preset_for(model: str) -> str:
 
 
 def run_one(cfg: CompareConfig, model: str, seed: int) -> dict:
-    import mnistkit
-
     run_dir = Path(cfg.out) / f"{model}-seed{seed}"
     if (run_dir / METRICS_FILE).exists():  # finished earlier: reuse
-        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        metrics = read_json(run_dir / METRICS_FILE)
     else:
         budget = {"budget_seconds": cfg.budget_seconds, "epochs": 1000} if cfg.epochs is None else {"epochs": cfg.epochs}
         config = make_config(preset_for(model), model=model, seed=seed, dataset=cfg.dataset, data_dir=cfg.data_dir,
-                             out=str(run_dir), report=False, progress=cfg.progress, **budget)
-        metrics = mnistkit.train(config).metrics
-    history = [json.loads(line) for line in (run_dir / HISTORY_FILE).read_text().splitlines()]
+                             out=str(run_dir), progress=cfg.progress, **budget)
+        metrics = train(config).metrics
+    history = read_history(run_dir)
     return {"run_dir": str(run_dir), "history": history, **metrics}
 
 
 def summarize_model(model: str, runs: list[dict]) -> dict:
-    from mnistkit.predict import load
-
     spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
     val = [r["val_accuracy"] for r in runs]
     test = [r["test_accuracy"] for r in runs]
     seconds = statistics.mean(r["train_seconds"] for r in runs)
     images = statistics.mean(r["train_images"] * (r["history"][-1]["step"] / max(1, r["history"][0]["step"]))
                              if r["history"] else 0 for r in runs)
-    speed = inference_speed(load(runs[0]["run_dir"]), "cpu", seconds=1.0)
+    speed = inference_speed(load_run(runs[0]["run_dir"]).model, "cpu", seconds=1.0)
     return {
         "model": model, "parameters": runs[0]["parameters"], "macs_per_image": runs[0]["macs_per_image"],
         "epochs": statistics.mean(r["epochs"] for r in runs), "train_seconds": seconds,
@@ -96,12 +94,12 @@ def compare(cfg: CompareConfig) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     runs = {model: [run_one(cfg, model, seed) for seed in range(cfg.seeds)] for model in cfg.models}
     rows = [summarize_model(model, model_runs) for model, model_runs in runs.items()]
-    with open(out / "compare.csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "compare.csv.tmp").replace(out / "compare.csv")
-    atomic_write_bytes(out / "compare.md", markdown(rows, cfg).encode())
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "compare.csv", table.getvalue())
+    atomic_write_text(out / "compare.md", markdown(rows, cfg))
     title = f"{cfg.dataset}: " + (f"{cfg.epochs} epochs" if cfg.epochs is not None else f"{cfg.budget_seconds:g} s budget")
     plots.compare_scatter(rows, "parameters", "parameters", out / "accuracy_vs_parameters.png", f"{title}, test accuracy vs size")
     if cfg.epochs is None:  # every run trained equally long: compare accuracy against compute per image instead

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistkit.errors import MnistkitError
-from mnistkit.evaluate import EvalResult, evaluate_logits, predict_logits
+from mnistkit.metrics import EvalResult, evaluate_logits
+from mnistkit.models import infer
+from mnistkit.runs import load_run
 
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -29,28 +31,21 @@ def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False, batch_size: int = 2000) -> torch.Tensor:
     shifts = SHIFTS if tta else SHIFTS[:1]
-    total = sum(predict_logits(model, shift_images(images, dy, dx), batch_size).softmax(1) for dy, dx in shifts)
+    total = sum(infer(model, shift_images(images, dy, dx), batch_size).softmax(1) for dy, dx in shifts)
     return total / len(shifts)
-
-
-def ensemble_probabilities(models: list[nn.Module], images: torch.Tensor, tta: bool = False) -> torch.Tensor:
-    return sum(probabilities(m, images, tta) for m in models) / len(models)
 
 
 def evaluate_ensemble(run_dirs: list[str | Path], tta: bool = True, split: str = "test") -> tuple[EvalResult, list[float]]:
     """Accuracy of the averaged members (and each member alone) on a split of their shared dataset."""
-    from mnistkit.predict import load
-    from mnistkit.train import load_splits
-
     if not run_dirs:
         raise MnistkitError("ensemble: give at least one run directory")
-    models = [load(d) for d in run_dirs]
-    datasets = {(m.config.dataset, m.config.data_dir) for m in models}
+    members = [load_run(d) for d in run_dirs]
+    datasets = {(r.config.dataset, r.config.data_dir) for r in members}
     if len(datasets) > 1:
         raise MnistkitError(f"ensemble: the runs were trained on different datasets: {sorted(map(str, datasets))}")
-    splits = load_splits(models[0].config)
+    splits = members[0].splits()
     images, labels = splits.part(split)
-    member_probs = [probabilities(m, images, tta) for m in models]
-    members = [float((p.argmax(1) == labels).float().mean()) for p in member_probs]
+    member_probs = [probabilities(r.model, images, tta) for r in members]
+    accuracies = [float((p.argmax(1) == labels).float().mean()) for p in member_probs]
     mean = sum(member_probs) / len(member_probs)
-    return evaluate_logits(mean.clamp_min(1e-12).log(), labels, splits.classes), members
+    return evaluate_logits(mean.clamp_min(1e-12).log(), labels, splits.classes), accuracies

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistkit.checkpoint import atomic_write_json
 from mnistkit.errors import MnistkitError
-from mnistkit.predict import load
+from mnistkit.fileio import atomic_write_json
+from mnistkit.models import as_image_batch, infer
+from mnistkit.runs import ONNX_FILE, TORCHSCRIPT_FILE, export_info_file, load_run
 
 FORMATS = ("onnx", "torchscript")
 
@@ -29,12 +30,11 @@ def export_onnx(model: torch.nn.Module, path: Path) -> Path:
 
 
 def onnx_max_difference(model: torch.nn.Module, path: Path, images: torch.Tensor) -> float:
-    """Largest absolute difference between PyTorch and onnxruntime logits on the given uint8 images."""
+    """Largest absolute difference between PyTorch and onnxruntime logits on the given images."""
     import onnxruntime as ort
 
-    x = images.float().div(255).unsqueeze(1)
-    with torch.inference_mode():
-        expected = model(x).numpy()
+    x = as_image_batch(images)
+    expected = infer(model, x).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     found = session.run(["logits"], {"images": x.numpy()})[0]
     return float(np.abs(found - expected).max())
@@ -44,22 +44,19 @@ def export(run_dir: str | Path, fmt: str = "onnx", out: str | Path | None = None
     """Write the run's model in ``fmt``; for ONNX also verify it against PyTorch on test images."""
     if fmt not in FORMATS:
         raise MnistkitError(f"export format must be one of {FORMATS}, found '{fmt}'")
-    run_dir = Path(run_dir)
-    model = load(run_dir).to(memory_format=torch.contiguous_format)
-    info: dict = {"format": fmt, "model": model.config.model, "classes": list(model.classes)}
+    run = load_run(run_dir)
+    model = run.model.to(memory_format=torch.contiguous_format)
+    info: dict = {"format": fmt, "model": run.config.model, "classes": list(run.classes)}
     if fmt == "torchscript":
-        path = Path(out) if out else run_dir / "model.torchscript.pt"
+        path = Path(out) if out else run.path(TORCHSCRIPT_FILE)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream, still widely loaded
             torch.jit.trace(model, torch.zeros(1, 1, 28, 28)).save(str(path))
     else:
-        path = export_onnx(model, Path(out) if out else run_dir / "model.onnx")
-        from mnistkit.train import load_splits
-
-        test = load_splits(model.config).test_images[:check_images]
+        path = export_onnx(model, Path(out) if out else run.path(ONNX_FILE))
+        test = run.splits().test_images[:check_images]
         info["max_abs_difference"] = onnx_max_difference(model, path, test)
         info["checked_images"] = len(test)
     info["path"] = str(path)
-    atomic_write_json(run_dir / f"export_{fmt}.json", info)
+    atomic_write_json(run.path(export_info_file(fmt)), info)
     return info
-

@@ -1,6 +1,7 @@
 """Every figure mnistkit draws. Each function takes plain data, writes one PNG and returns its path.
 
-matplotlib runs on the Agg backend, so nothing here needs a display.
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``), never pyplot, so
+nothing here needs a display and importing mnistkit leaves the user's matplotlib backend alone.
 """
 
 from __future__ import annotations
@@ -9,21 +10,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 WRONG = "#c62828"
 RIGHT = "#1b5e20"
 DPI = 110
 
 
-def save(fig, path: str | Path) -> Path:
+def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True):
+    """A new figure and its axes, like ``pyplot.subplots`` but owned by no global state."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+
+
+def save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -35,7 +39,7 @@ def grid_shape(n: int, max_cols: int = 10) -> tuple[int, int]:
 def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
     """A grid of images with their labels."""
     rows, cols = grid_shape(len(images))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, label in zip(axes.flat, images, labels):
@@ -55,7 +59,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, test_accuracy: float | None,
                     path, title: str) -> Path:
     """Loss, accuracy and error rate for training (per step, smoothed, and per epoch) and validation."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+    fig, axes = subplots(1, 3, figsize=(16, 4.4))
     steps_per_epoch = history[0]["step"] if history else 1
     epochs = np.array([h["epoch"] for h in history], dtype=float)
     window = max(1, steps_per_epoch // 10)
@@ -92,7 +96,7 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
 def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, title: str) -> Path:
     """Test images with predicted (and true) label and the prediction's probability; wrong ones in red."""
     rows, cols = grid_shape(len(images), 8)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.35, rows * 1.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, label, probs in zip(axes.flat, images, labels, probabilities):
@@ -110,7 +114,7 @@ def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
     matrix = np.asarray(matrix)
     norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(classes)
-    fig, axes = plt.subplots(1, 2, figsize=(max(12, n * 1.2), max(5.5, n * 0.6)))
+    fig, axes = subplots(1, 2, figsize=(max(12, n * 1.2), max(5.5, n * 0.6)))
     for ax, data, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
         shown = np.log1p(data) if fmt == "d" else data
         ax.imshow(shown, cmap="Blues")
@@ -132,7 +136,7 @@ def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
 
 def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
     x = np.arange(len(classes))
-    fig, ax = plt.subplots(figsize=(max(8, len(classes) * 0.8), 4))
+    fig, ax = subplots(figsize=(max(8, len(classes) * 0.8), 4))
     for offset, values, name in ((-0.27, precision, "precision"), (0, recall, "recall"), (0.27, f1, "F1")):
         ax.bar(x + offset, values, width=0.27, label=name)
     low = min(min(precision), min(recall), min(f1))
@@ -149,7 +153,7 @@ def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
 def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classes, path, title: str) -> Path:
     """The most confidently wrong images, each with its top-3 probabilities."""
     rows, cols = grid_shape(len(images), 6)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.9, rows * 2.4), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.9, rows * 2.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, label, top in zip(axes.flat, images, labels, top3):
@@ -164,7 +168,7 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
     kernels = weights[:, 0]
     rows, cols = grid_shape(len(kernels), 8)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.1), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.0, rows * 1.1), squeeze=False)
     limit = np.abs(kernels).max() or 1.0
     for ax in axes.flat:
         ax.axis("off")
@@ -178,7 +182,7 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
 def feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path, title: str, per_layer: int = 12) -> Path:
     """The input and up to ``per_layer`` channels of every conv layer's output, one row per layer."""
     cols = per_layer + 1
-    fig, axes = plt.subplots(len(maps), cols, figsize=(cols * 0.95, len(maps) * 1.15), squeeze=False)
+    fig, axes = subplots(len(maps), cols, figsize=(cols * 0.95, len(maps) * 1.15), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for row, (name, activation) in enumerate(maps):
@@ -194,8 +198,8 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     """2-D projections coloured by class, one panel per (method, features) pair."""
     cols = 2
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, axes = subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
+    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, points) in zip(axes.flat, panels):
@@ -215,7 +219,7 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
 
 def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str) -> Path:
     """Test accuracy (mean with spread over seeds) against a cost, one point per model."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = subplots(figsize=(8, 5))
     for r in rows:
         ax.errorbar(r[x_key], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"], fmt="o", capsize=4)
         ax.annotate(r["model"], (r[x_key], 100 * r["test_accuracy_mean"]), textcoords="offset points", xytext=(5, 5))
@@ -231,7 +235,7 @@ def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str
 
 def curves_overlay(histories: dict[str, list[dict]], path, title: str) -> Path:
     """Validation accuracy of several models against training seconds, on one axis."""
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = subplots(figsize=(8, 5))
     for name, history in histories.items():
         ax.plot([h["train_seconds"] for h in history], [100 * h["val_accuracy"] for h in history], "o-", ms=3, label=name)
     ax.set_xlabel("training seconds")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 import time
@@ -15,12 +14,11 @@ import torch
 from torch import nn
 
 from mnistkit import plots
-from mnistkit.checkpoint import HISTORY_FILE, METRICS_FILE, STEPS_FILE, atomic_write_bytes, atomic_write_json
+from mnistkit.data.datasets import load_dataset
 from mnistkit.evaluate import evaluate
-from mnistkit.predict import load
-from mnistkit.train import load_splits
-
-FIGURE_DIR = "figures"
+from mnistkit.fileio import atomic_write_json, atomic_write_text
+from mnistkit.models import infer
+from mnistkit.runs import EVAL_FILE, FIGURES_DIR, REPORT_FILE, load_run, read_history, read_steps
 
 
 @dataclass
@@ -31,20 +29,6 @@ class Figure:
     caption: str
 
 
-def read_history(run_dir: Path) -> list[dict]:
-    path = run_dir / HISTORY_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def read_steps(run_dir: Path) -> dict[str, np.ndarray] | None:
-    path = run_dir / STEPS_FILE
-    if not path.exists():
-        return None
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return {"loss": np.array([float(r["loss"]) for r in rows]), "accuracy": np.array([float(r["accuracy"]) for r in rows])}
-
-
 @torch.inference_mode()
 def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """The input of the model's last linear layer: what the classifier head sees."""
@@ -52,8 +36,7 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int
     captured: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].flatten(1).cpu()))
     try:
-        for start in range(0, len(images), batch_size):
-            model(images[start : start + batch_size].float().div(255).unsqueeze(1))
+        infer(model, images, batch_size)
     finally:
         hook.remove()
     return torch.cat(captured).numpy()
@@ -65,7 +48,7 @@ def conv_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str, n
     hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.append((name, out[0].cpu().numpy())))
              for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     try:
-        model(image.float().div(255).view(1, 1, 28, 28))
+        infer(model, image[None])
     finally:
         for h in hooks:
             h.remove()
@@ -96,12 +79,11 @@ def embedding_panels(pixels: np.ndarray, features: np.ndarray, seed: int = 0) ->
 
 
 def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Figure], dict]:
-    model = load(run_dir)
-    cfg = model.config
-    splits = load_splits(cfg)
+    run = load_run(run_dir)
+    model, cfg, metrics = run.model, run.config, run.metrics
+    splits = run.splits()
     classes = splits.classes
-    metrics = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).exists() else {}
-    out = run_dir / FIGURE_DIR
+    out = run.path(FIGURES_DIR)
     figures: list[Figure] = []
 
     def add(key, title, path, caption):
@@ -122,7 +104,7 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
             "is the test result of the best-validation weights.")
 
     result = evaluate(model, splits.test_images, splits.test_labels, classes, cfg.eval_batch_size)
-    atomic_write_json(run_dir / "eval.json", {"split": "test", **result.to_dict()})
+    atomic_write_json(run.path(EVAL_FILE), {"split": "test", **result.to_dict()})
     probs = result.probabilities.numpy()
     k = min(32, len(splits.test_images))
     add("predictions", "Predictions", plots.prediction_grid(
@@ -216,8 +198,8 @@ def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
     cfg = info["config"]
     page = render_html(f"mnistkit report: {cfg['model']} on {cfg['dataset']}", figures, cfg, info["metrics"],
                        info["eval"])
-    path = run_dir / "report.html"
-    atomic_write_bytes(path, page.encode())
+    path = run_dir / REPORT_FILE
+    atomic_write_text(path, page)
     log(f"Wrote {path} ({len(figures)} figures, {time.perf_counter() - started:.1f}s)")
     return path
 
@@ -225,8 +207,6 @@ def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
 def show_samples(dataset: str = "mnist", n: int = 20, out: str | Path | None = None, data_dir=None,
                  split: str = "train") -> Path:
     """A grid of the first ``n`` images of a dataset with their labels."""
-    from mnistkit.data.datasets import load_dataset
-
     ds = load_dataset(dataset, data_dir)
     images, labels = (ds.train_images, ds.train_labels) if split == "train" else (ds.test_images, ds.test_labels)
     n = max(1, min(n, len(images)))

@@ -7,6 +7,7 @@ deterministic validation set out of its training split. The test split is only e
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,15 +46,51 @@ class ImageDataset:
 
 
 @dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    digest: str  # "md5:..." or "sha256:..." as published; "" when the publisher gives none
+
+
+@dataclass(frozen=True)
+class DownloadSource:
+    """Where `mnistkit download` fetches a dataset: mirrors tried in order, and the files with digests.
+
+    ``per_class_file`` (QuickDraw) names one file per class instead, e.g. ``"{}.npy"``."""
+
+    mirrors: tuple[str, ...]
+    files: tuple[RemoteFile, ...] = ()
+    per_class_file: str = ""
+
+    def files_for(self, classes: list[str] | tuple[str, ...]) -> list[RemoteFile]:
+        if self.per_class_file:  # publishers of per-class files give no checksums; the loader checks shapes
+            return [RemoteFile(self.per_class_file.format(c), "") for c in classes]
+        return list(self.files)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: how to load it and what a user needs to know to get its files."""
+    """A registered dataset: how to load it, where to download it and what a user needs to know."""
 
     name: str
     description: str
     classes: tuple[str, ...]
-    loader: Callable[..., ImageDataset]
+    loader: Callable[..., ImageDataset]  # loader(directory, **options)
     files: tuple[str, ...] = ()
     source: str = ""
+    download: DownloadSource | None = None
+
+    def option_names(self) -> list[str]:
+        """The options (``dataset_options``) this dataset's loader takes."""
+        params = list(inspect.signature(self.loader).parameters.values())[1:]
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def check_options(self, options: dict) -> None:
+        if not isinstance(options, dict):
+            raise DataFormatError(f"dataset '{self.name}': options must be a mapping, found {options!r}")
+        unknown = sorted(set(options) - set(self.option_names()))
+        if unknown:
+            takes = ", ".join(self.option_names()) or "no options"
+            raise DataFormatError(f"dataset '{self.name}': unknown option(s) {unknown}; it takes {takes}")
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -84,6 +121,7 @@ def default_data_dir(name: str) -> Path:
 def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, **options) -> ImageDataset:
     """Load a registered dataset by name. ``data_dir`` is the folder holding its files."""
     spec = get_dataset_spec(name)
+    spec.check_options(options)
     directory = Path(data_dir) if data_dir is not None else default_data_dir(name)
     return spec.loader(directory, **options)
 
@@ -230,19 +268,41 @@ KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 IDX_FILE_NAMES = tuple(f"{stem}.gz" for stem in IDX_FILES.values())
 
+def idx_files(*digests: str) -> tuple[RemoteFile, ...]:
+    return tuple(RemoteFile(name, digest) for name, digest in zip(IDX_FILE_NAMES, digests))
+
+
+def load_fashion_mnist(directory: Path) -> ImageDataset:
+    return load_idx_directory(directory, "fashion-mnist", FASHION_CLASSES)
+
+
+def load_kmnist(directory: Path) -> ImageDataset:
+    return load_idx_directory(directory, "kmnist", KMNIST_CLASSES)
+
+
 register_dataset(DatasetSpec(
     name="mnist", description="handwritten digits (bundled, no download)", classes=DIGITS,
     loader=load_mnist, files=IDX_FILE_NAMES, source="bundled with mnistkit (LeCun, Cortes, Burges; CC BY-SA 3.0)",
+    download=DownloadSource(("https://ossci-datasets.s3.amazonaws.com/mnist/",), idx_files(
+        "sha256:0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+        "sha256:1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+        "sha256:1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+        "sha256:b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b")),
 ))
 register_dataset(DatasetSpec(
     name="fashion-mnist", description="Zalando clothing images", classes=FASHION_CLASSES,
-    loader=lambda d: load_idx_directory(d, "fashion-mnist", FASHION_CLASSES), files=IDX_FILE_NAMES,
-    source="https://github.com/zalandoresearch/fashion-mnist",
+    loader=load_fashion_mnist, files=IDX_FILE_NAMES, source="https://github.com/zalandoresearch/fashion-mnist",
+    download=DownloadSource(("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+                            idx_files("md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:25c81989df183df01b3e8a0aad5dffbe",
+                                      "md5:bef4ecab320f06d8554ea6380940ec79", "md5:bb300cfdad3c16e7a12a480ee83cd310")),
 ))
 register_dataset(DatasetSpec(
     name="kmnist", description="Kuzushiji-MNIST, cursive Japanese characters", classes=KMNIST_CLASSES,
-    loader=lambda d: load_idx_directory(d, "kmnist", KMNIST_CLASSES), files=IDX_FILE_NAMES,
-    source="https://github.com/rois-codh/kmnist",
+    loader=load_kmnist, files=IDX_FILE_NAMES, source="https://github.com/rois-codh/kmnist",
+    download=DownloadSource(("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+                            idx_files("md5:bdb82020997e1d708af4cf47b453dcf7", "md5:e144d726b3acfaa3e44228e80efcd344",
+                                      "md5:5c965bf0a639b31b8f53240b1b52f4d7", "md5:7320c461ea6c1c855c0b718fb2a4b134")),
 ))
 
 

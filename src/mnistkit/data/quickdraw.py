@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistkit.data.datasets import DatasetSpec, ImageDataset, register_dataset
+from mnistkit.data.datasets import DatasetSpec, DownloadSource, ImageDataset, register_dataset
 from mnistkit.errors import DataFormatError
 
 DEFAULT_CLASSES = ("cloud", "sun", "pants", "umbrella", "table", "ladder", "eyeglasses", "clock", "scissors", "cup")
+QUICKDRAW_URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/"
 TEST_FRACTION = 1 / 6  # 6,000 per class -> 5,000 train + 1,000 test, like MNIST's proportions
 
 
@@ -26,7 +27,7 @@ def class_file(directory: Path, name: str) -> Path:
     raise DataFormatError(
         f"quickdraw: missing {name}.npy (or full_numpy_bitmap_{name}.npy) in {directory}. "
         f"Run `mnistkit download quickdraw --data-dir {directory}` where there is internet, or fetch "
-        f"https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/{name}.npy into that folder."
+        f"{QUICKDRAW_URL}{name}.npy into that folder."
     )
 
 
@@ -68,4 +69,5 @@ register_dataset(DatasetSpec(
     name="quickdraw", description="Google QuickDraw doodles, one <class>.npy per class (--classes, --per-class)",
     classes=DEFAULT_CLASSES, loader=load_quickdraw, files=tuple(f"{c}.npy" for c in DEFAULT_CLASSES),
     source="https://github.com/googlecreativelab/quickdraw-dataset (CC BY 4.0)",
+    download=DownloadSource((QUICKDRAW_URL,), per_class_file="{}.npy"),
 ))

@@ -4,14 +4,16 @@ from mnistkit.models import fast, inception, resnet, tutorial  # noqa: F401  (re
 from mnistkit.models.registry import (
     Classifier,
     ModelEntry,
+    as_image_batch,
     create_model,
     get_model_entry,
+    infer,
     list_models,
     register_model,
 )
 from mnistkit.models.summary import count_macs, count_parameters, summarize
 
 __all__ = [
-    "Classifier", "ModelEntry", "count_macs", "count_parameters", "create_model", "get_model_entry",
-    "list_models", "register_model", "summarize",
+    "Classifier", "ModelEntry", "as_image_batch", "count_macs", "count_parameters", "create_model", "get_model_entry",
+    "infer", "list_models", "register_model", "summarize",
 ]

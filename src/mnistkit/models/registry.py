@@ -2,7 +2,11 @@
 
 Each registered builder returns the bare network (input: normalised (N, 1, 28, 28) floats, output:
 logits). ``create_model`` wraps it in :class:`Classifier`, which holds the dataset's normalisation
-as buffers, so a saved model takes plain [0, 1] images and needs no side information.
+as buffers and its class names, so a saved model takes plain images and needs no side information.
+
+The input convention lives here and only here: :func:`as_image_batch` turns what users hold (uint8
+or float, (N, 28, 28) or (N, 1, 28, 28), tensor or NumPy) into the float batch a model takes, and
+:func:`infer` runs a model over any number of images in batches. Every other module calls these.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,21 +42,37 @@ def register_model(name: str, family: str, description: str):
     return wrap
 
 
-class Classifier(nn.Module):
-    """A network with its input normalisation: takes images in [0, 1] (or uint8), returns logits."""
+def as_image_batch(images: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """Float (N, 1, H, W) images in [0, 1] from uint8 (0..255) or float, with or without the channel axis."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+    if device is not None:
+        x = x.to(device)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)
+    elif x.dtype != torch.float32:
+        x = x.float()
+    if x.ndim == 2:
+        x = x.unsqueeze(0)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4:
+        raise MnistkitError(f"images must have shape (N, H, W) or (N, 1, H, W), found {tuple(x.shape)}")
+    return x
 
-    def __init__(self, net: nn.Module, mean: float = 0.0, std: float = 1.0):
+
+class Classifier(nn.Module):
+    """A network with its input normalisation and class names: takes images (see :func:`as_image_batch`),
+    returns logits."""
+
+    def __init__(self, net: nn.Module, mean: float = 0.0, std: float = 1.0, classes: tuple[str, ...] | None = None):
         super().__init__()
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
         self.net = net
+        self.classes: tuple[str, ...] = tuple(classes) if classes is not None else ()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255)
-        if images.ndim == 3:
-            images = images.unsqueeze(1)
-        x = (images - self.mean) / self.std
+        x = (as_image_batch(images) - self.mean) / self.std
         # A 1-channel tensor's memory format is ambiguous, so normalising drops channels-last; restore it
         # when the network's weights use it, or the first convolution takes a slow reordering path.
         if x.ndim == 4 and self.first_weight_channels_last():
@@ -77,12 +98,34 @@ def get_model_entry(name: str) -> ModelEntry:
 
 
 def create_model(
-    name: str, num_classes: int = 10, mean: float = 0.0, std: float = 1.0, **kwargs
+    name: str, num_classes: int = 10, mean: float = 0.0, std: float = 1.0, classes: tuple[str, ...] | None = None,
+    **kwargs,
 ) -> Classifier:
-    """Build a registered model. ``mean``/``std`` set the input normalisation (0 and 1: none)."""
+    """Build a registered model. ``mean``/``std`` set the input normalisation (0 and 1: none); ``classes``
+    names the outputs (default: "0", "1", ...)."""
     entry = get_model_entry(name)
+    if classes is not None and len(classes) != num_classes:
+        num_classes = len(classes)
     try:
         net = entry.builder(num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise MnistkitError(f"model '{name}': bad arguments {kwargs} ({exc})") from None
-    return Classifier(net, mean=mean, std=std)
+    return Classifier(net, mean=mean, std=std, classes=classes or tuple(str(i) for i in range(num_classes)))
+
+
+@torch.inference_mode()
+def infer(model: nn.Module, images: torch.Tensor | np.ndarray, batch_size: int = 2000) -> torch.Tensor:
+    """Logits of ``model`` for any number of images (any form :func:`as_image_batch` takes), in batches on
+    the model's device, in eval mode; returned as float32 on the CPU. The model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    images = as_image_batch(images) if not isinstance(images, torch.Tensor) else images
+    outputs = []
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = as_image_batch(images[start : start + batch_size].to(device, non_blocking=True))
+            outputs.append(model(batch).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0)

@@ -1,7 +1,7 @@
 """The networks of the classic PyTorch MNIST tutorials, layer for layer as published.
 
-See ``shared/reference/tutorial-recipes.md`` for the sources; the matching training recipes are the
-presets of the same names (``mnistkit.presets``).
+The matching training recipes, with their published hyperparameters, are the presets of the same
+names in ``mnistkit.config.PRESETS``; README.md lists each with its published accuracy.
 """
 
 from __future__ import annotations

@@ -25,7 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistkit.data.preprocess import array_to_image, mnistify, open_image
 from mnistkit.errors import ImageError, MnistkitError
-from mnistkit.predict import load
+from mnistkit.export import export
+from mnistkit.models import infer
+from mnistkit.runs import ONNX_FILE, load_run
 from mnistkit.serve.batching import MicroBatcher
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -40,9 +42,8 @@ class BadRequest(Exception):
 
 
 def torch_predictor(model: torch.nn.Module):
-    @torch.inference_mode()
     def predict(images: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(images).unsqueeze(1)).softmax(1).numpy()
+        return infer(model, images, batch_size=len(images)).softmax(1).numpy()
 
     return predict
 
@@ -128,21 +129,16 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
     """The web app for a trained run. ``backend='onnx'`` serves DIR/model.onnx (exported if missing)."""
     if backend not in BACKENDS:
         raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
-    run_dir = Path(run_dir)
-    model = load(run_dir)
+    run = load_run(run_dir)
     if backend == "onnx":
-        from mnistkit.export import export
-
-        onnx_path = run_dir / "model.onnx"
+        onnx_path = run.path(ONNX_FILE)
         if not onnx_path.exists():
-            export(run_dir, "onnx")
+            export(run.run_dir, "onnx")
         predict = onnx_predictor(onnx_path)
     else:
-        predict = torch_predictor(model)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    info = {"model": model.config.model, "dataset": model.config.dataset, "classes": list(model.classes),
-            "test_accuracy": metrics.get("test_accuracy"), "backend": backend, "run": run_dir.name}
+        predict = torch_predictor(run.model)
+    info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
+            "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name}
     batcher = MicroBatcher(predict, max_batch=max_batch)
 
     @asynccontextmanager
