@@ -60,8 +60,9 @@ def main() -> None:
     best = run_job(script, "best:0:", "--device", args.device)
     extra = [run_job(script, f"best:{seed}:{args.ensemble_epochs}", "--device", args.device)
              for seed in range(1, args.members)]
-    tta_best, _ = evaluate_ensemble([best["run_dir"]], tta=True)
-    ens, members = evaluate_ensemble([r["run_dir"] for r in [best, *extra]], tta=True)
+    tta_best = evaluate_ensemble([best["run_dir"]], tta=True).result
+    found = evaluate_ensemble([r["run_dir"] for r in [best, *extra]], tta=True)
+    ens, members = found.result, found.member_accuracy
     rows = []
     for r in (default, best, *extra):
         rows.append([f"`{r['preset']}` seed {r['seed']} ({r['model']}, {r['epochs']} epochs)", f"{r['val_accuracy']:.4f}",

@@ -2,6 +2,7 @@
 
     python bench/load.py                      # 2,000 requests, concurrency 32, appends to BENCHMARKS.md
     python bench/load.py --run runs/my-run --backend onnx
+    python bench/load.py --hostile 0.1        # 10% of requests are decompression bombs and garbage
 
 The server runs as its own process (`python -m mnistkit serve`) on 127.0.0.1; the client sends PNG
 uploads of real MNIST test digits and checks every answer. Nothing leaves this machine.
@@ -46,7 +47,18 @@ def ensure_run(run: Path | None) -> Path:
     return run
 
 
-def payloads(n: int) -> list[tuple[bytes, str]]:
+def hostile_payloads() -> list[tuple[bytes, str | None]]:
+    """Uploads that must each get a 4xx: decompression bombs, garbage, truncated and empty files."""
+    sys.path.insert(0, str(ROOT))
+    from tests.test_hostile import huge_png
+
+    good = payloads(1)[0][0]
+    return [(huge_png(12_000, 12_000, channels=4), None), (huge_png(20_000, 20_000), None),
+            (np.random.default_rng(0).bytes(5000), None), (good[: len(good) // 2], None), (b"", None),
+            (b"this is not an image", None)]
+
+
+def payloads(n: int) -> list[tuple[bytes, str | None]]:
     from mnistkit import load_dataset
 
     ds = load_dataset("mnist")
@@ -58,22 +70,32 @@ def payloads(n: int) -> list[tuple[bytes, str]]:
     return out
 
 
-async def load(url: str, bodies: list[tuple[bytes, str]], total: int, concurrency: int, deadline: float) -> dict:
+async def load(url: str, bodies: list[tuple[bytes, str | None]], total: int, concurrency: int, deadline: float,
+               hostile: list[tuple[bytes, str | None]] | None = None, hostile_every: int = 0) -> dict:
+    """Good uploads must get 200 and the right label; hostile ones (label None) must get a 4xx."""
     latencies: list[float] = []
     errors: list[str] = []
-    correct = 0
+    hostile_answers: dict[int, int] = {}
+    correct = sent = 0
     counter = iter(range(total))
 
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal correct
+        nonlocal correct, sent
         for i in counter:
             if time.perf_counter() > deadline:
                 errors.append("time limit reached")
                 return
-            body, label = bodies[i % len(bodies)]
+            bad = hostile_every and i % hostile_every == hostile_every - 1
+            body, label = hostile[(i // hostile_every) % len(hostile)] if bad else bodies[i % len(bodies)]
             start = time.perf_counter()
+            sent += 1
             try:
                 r = await client.post(url, files={"file": ("digit.png", body, "image/png")})
+                if bad:
+                    hostile_answers[r.status_code] = hostile_answers.get(r.status_code, 0) + 1
+                    if not 400 <= r.status_code < 500:
+                        errors.append(f"hostile upload got HTTP {r.status_code}: {r.text[:100]}")
+                    continue
                 latencies.append((time.perf_counter() - start) * 1000)
                 if r.status_code != 200:
                     errors.append(f"HTTP {r.status_code}: {r.text[:100]}")
@@ -88,10 +110,17 @@ async def load(url: str, bodies: list[tuple[bytes, str]], total: int, concurrenc
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"requests": len(latencies) + len([e for e in errors if "HTTP" not in e]), "errors": len(errors),
+    return {"requests": sent, "errors": len(errors),
             "first_errors": errors[:3], "seconds": elapsed, "rps": len(latencies) / elapsed,
             "p50_ms": statistics.median(latencies), "p99_ms": latencies[int(0.99 * (len(latencies) - 1))],
-            "accuracy": correct / max(1, len(latencies))}
+            "accuracy": correct / max(1, len(latencies)), "hostile": hostile_answers}
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def main() -> None:
@@ -101,6 +130,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds before the client gives up")
+    parser.add_argument("--hostile", type=float, default=0.0, help="share of hostile uploads (bombs, garbage), e.g. 0.1")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     run = ensure_run(args.run)
@@ -119,21 +149,28 @@ def main() -> None:
             raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
         bodies = payloads(500)
         asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
+        every = round(1 / args.hostile) if args.hostile else 0
         result = asyncio.run(load(base + "/api/predict", bodies, args.requests, args.concurrency,
-                                  time.perf_counter() + args.time_limit))
+                                  time.perf_counter() + args.time_limit, hostile_payloads() if every else None, every))
+        result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    hostile = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(result["hostile"].items())) or "none"
     table = markdown_table(
-        ["backend", "requests", "concurrency", "errors", "requests/s", "p50 ms", "p99 ms", "accuracy of answers"],
+        ["backend", "requests", "concurrency", "errors", "good requests/s", "p50 ms (good)", "p99 ms (good)",
+         "accuracy of good answers", "hostile uploads answered", "server peak RSS MiB"],
         [[args.backend, result["requests"], args.concurrency, result["errors"], f"{result['rps']:.0f}",
-          f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['accuracy']:.4f}"]])
+          f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['accuracy']:.4f}", hostile,
+          f"{result['server_peak_rss_mib']:.0f}"]])
     print(table)
     if result["first_errors"]:
         print("first errors:", result["first_errors"])
     if not args.no_append:
-        append_section(f"Serving: {args.requests} PNG uploads at concurrency {args.concurrency} ({args.backend})",
-                       f"python bench/load.py --backend {args.backend}", table,
+        mix = f", {args.hostile:.0%} hostile" if args.hostile else ""
+        command = f"python bench/load.py --backend {args.backend}" + (f" --hostile {args.hostile:g}" if args.hostile else "")
+        append_section(f"Serving: {args.requests} PNG uploads at concurrency {args.concurrency} ({args.backend}{mix})",
+                       command, table,
                        f"Server: `mnistkit serve` on {HOST} serving `{run.name}`; client and server share the machine."
                        + (f" First errors: {result['first_errors']}" if result["first_errors"] else ""))
 

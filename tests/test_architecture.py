@@ -22,7 +22,7 @@ LAYERS = {
     "mnistkit.errors": 0, "mnistkit.fileio": 0,
     "mnistkit.data": 1, "mnistkit.models": 1,
     "mnistkit.config": 2,
-    "mnistkit.runs": 3,
+    "mnistkit.runs": 3, "mnistkit.pretrained": 3,
     "mnistkit.metrics": 4, "mnistkit.timing": 4,
     "mnistkit.train": 5,
     "mnistkit.evaluate": 6, "mnistkit.predict": 6, "mnistkit.ensemble": 6, "mnistkit.export": 6,

@@ -133,6 +133,42 @@ def presets() -> None:
 
 
 @app.command()
+def tune(
+    preset: Annotated[str | None, typer.Option(help="Recipe the trials start from (default: the dataset's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of config fields the trials start from.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE on the starting config, as for train.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (see `mnistkit datasets`).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold (earlier sessions count).")] = 20,
+    workers: Annotated[int, typer.Option(help="Local worker processes sharing the study.")] = 1,
+    space: Annotated[Path | None, typer.Option(help="JSON search space: {name: {float: [lo, hi], log: true} | "
+                                                    "{int: [lo, hi]} | {choices: [...]}} (default: lr, weight "
+                                                    "decay, epochs, label smoothing, model, augmentation).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL shared by all workers, e.g. "
+                                                     "postgresql://user:pw@host/db (default: sqlite in OUT).")] = None,
+    study: Annotated[str, typer.Option(help="Study name: the same name and storage resume or join a study.")] = "mnistkit",
+    pruner: Annotated[str, typer.Option(help="median (stop trials behind at the same epoch) or none.")] = "median",
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    out: Annotated[Path, typer.Option(help="Trial runs, results, plots and best_config.json go here.")] = Path("runs/tune"),
+) -> None:
+    """Search hyper-parameters with Optuna on validation accuracy (the test split is never scored).
+
+    Every trial is a normal run directory. Re-running the same command resumes the study; running it
+    on other machines with the same --storage and --study adds workers to it."""
+    from mnistkit.config import build_config
+    from mnistkit.tune import DEFAULT_SPACE, TuneConfig, read_space
+    from mnistkit.tune import tune as run_study
+
+    base = build_config(preset, config, {"dataset": dataset, "data_dir": str(data_dir) if data_dir else None}, set_)
+    cfg = TuneConfig(base=base.to_dict(), trials=trials, workers=workers, storage=storage, study=study, out=str(out),
+                     space=read_space(space) if space else dict(DEFAULT_SPACE), pruner=pruner, seed=seed)
+    best = run_study(cfg)
+    console.print((out / "results.md").read_text(), highlight=False)
+    console.print(f"best: trial {best['trial']}, val accuracy [bold]{best['val_accuracy']:.4f}[/], {best['params']}")
+    console.print(f"train it again: mnistkit train --config {out / 'best_config.json'}")
+
+
+@app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
@@ -160,14 +196,22 @@ def evaluate(
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/BMP files of any size, or 28x28 .npy arrays.")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/... pictures of any size, or 28x28 .npy arrays. "
+                                                      "(A run directory given first is used as --model-from.)")],
+    model_from: Annotated[str, typer.Option("--model-from", help="A pretrained model (see `mnistkit models "
+                                                                 "--pretrained`) or a run directory.")] = "mnist",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
 ) -> None:
-    """Predict the label of each image (preprocessed the MNIST way: centred, 20x20 in 28x28)."""
+    """Predict the label of each picture (preprocessed the MNIST way: upright, centred, 20x20 in 28x28).
+
+    With no --model-from, the pretrained MNIST model shipped with mnistkit answers: no training needed."""
     from mnistkit.predict import load, predict_images
 
-    results = predict_images(load(run_dir), images)
+    if images and images[0].is_dir():  # the older form: mnistkit predict RUN_DIR IMAGE...
+        model_from, images = str(images[0]), images[1:]
+    if not images:
+        raise typer.BadParameter("give at least one picture")
+    results = predict_images(load(model_from), images)
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -183,8 +227,20 @@ def predict(
 
 
 @app.command()
-def models() -> None:
+def models(
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="List the models shipped trained, with their "
+                                                                  "accuracy and size.")] = False,
+) -> None:
     """List the registered models with parameters and multiply-accumulates per image."""
+    if pretrained:
+        from mnistkit.pretrained import available, summary
+
+        pct = lambda v: f"{100 * v:.2f}%" if v is not None else "not measured"  # noqa: E731
+        rows = [[s["name"], s["model"], s["dataset"], pct(s["val_accuracy"]), pct(s["test_accuracy"]),
+                 f"{s['bytes'] / 1024:.0f} KB", s["description"]] for s in map(summary, (p.name for p in available()))]
+        run_table("Pretrained models (use with --model-from NAME, or mnistkit.load(NAME))",
+                  ["name", "model", "dataset", "val acc", "test acc", "weights", "what"], rows)
+        return
     from mnistkit.models import count_macs, count_parameters, create_model, list_models
 
     rows = []
@@ -245,21 +301,30 @@ def show(
 @app.command()
 def ensemble(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories trained on the same dataset.")],
-    tta: Annotated[bool, typer.Option(help="Test-time augmentation: average over 1-pixel shifts.")] = True,
+    tta: Annotated[str, typer.Option(help="Test-time augmentation (average over 1-pixel shifts): auto (on only if "
+                                          "it raises validation accuracy), on or off.")] = "auto",
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
 ) -> None:
-    """Average the predictions of several runs (optionally with test-time augmentation) and score them."""
+    """Average the predictions of several runs (with TTA if validation says so) and score them."""
     from mnistkit.ensemble import evaluate_ensemble
+    from mnistkit.errors import MnistkitError
     from mnistkit.fileio import atomic_write_json
 
-    result, members = evaluate_ensemble(run_dirs, tta=tta, split=split)
-    for d, acc in zip(run_dirs, members):
-        console.print(f"{d}: {split} accuracy {acc:.4f}{' (with TTA)' if tta else ''}")
-    console.print(f"ensemble of {len(run_dirs)}{' with TTA' if tta else ''}: {split} accuracy [bold]{result.accuracy:.4f}[/]")
+    choices = {"auto": None, "on": True, "off": False}
+    if tta not in choices:
+        raise MnistkitError(f"--tta must be auto, on or off, found '{tta}'")
+    found = evaluate_ensemble(run_dirs, tta=choices[tta], split=split)
+    how = "chosen on validation" if found.tta_chosen_on_validation else "as asked"
+    console.print(f"validation accuracy: {found.val_accuracy['plain']:.4f} plain, {found.val_accuracy['tta']:.4f} "
+                  f"with TTA -> TTA {'on' if found.tta else 'off'} ({how})")
+    for d, acc in zip(run_dirs, found.member_accuracy):
+        console.print(f"{d}: {split} accuracy {acc:.4f}")
+    console.print(f"{split} accuracy: {found.split_accuracy['plain']:.4f} plain, {found.split_accuracy['tta']:.4f} with TTA")
+    console.print(f"ensemble of {len(run_dirs)}{' with TTA' if found.tta else ''}: {split} accuracy "
+                  f"[bold]{found.result.accuracy:.4f}[/]")
     if out:
-        atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "tta": tta, "split": split,
-                                "member_accuracy": members, **result.to_dict()})
+        atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "split": split, **found.to_dict()})
 
 
 @app.command()
@@ -303,16 +368,26 @@ def download(
 
 @app.command()
 def serve(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    run_dir: Annotated[Path | None, typer.Argument(help="A run directory (default: --model-from).")] = None,
+    model_from: Annotated[str, typer.Option("--model-from", help="A pretrained model or a run directory.")] = "mnist",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, or onnx (exports DIR/model.onnx if missing).")] = "torch",
+    max_bytes: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 2 * 1024 * 1024,
+    max_pixels: Annotated[int, typer.Option(help="Largest picture, width x height, read from its header before "
+                                                 "decoding (413 above).")] = 40_000_000,
+    decode_workers: Annotated[int, typer.Option(help="Pictures decoded at once.")] = 2,
+    max_pending: Annotated[int, typer.Option(help="Requests in progress at once; more get 503 + Retry-After.")] = 256,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take (503 after).")] = 10.0,
 ) -> None:
-    """Serve a draw-a-digit page at / and a prediction API at /api/predict."""
+    """Serve a draw-a-digit page at / and a prediction API at /api/predict, with bounded memory and time."""
+    from mnistkit.serve.app import ServeLimits
     from mnistkit.serve.app import serve as run_server
 
+    limits = ServeLimits(max_bytes=max_bytes, max_pixels=max_pixels, decode_workers=decode_workers,
+                         max_pending=max_pending, timeout_seconds=timeout)
     console.print(f"open http://{host}:{port}/ to draw a digit; API: POST /api/predict, GET /api/model, GET /healthz")
-    run_server(run_dir, host=host, port=port, backend=backend)
+    run_server(str(run_dir) if run_dir else model_from, host=host, port=port, backend=backend, limits=limits)
 
 
 @app.command()

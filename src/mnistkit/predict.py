@@ -11,14 +11,15 @@ import torch
 from mnistkit.data.preprocess import load_digit
 from mnistkit.errors import MnistkitError
 from mnistkit.models import Classifier, infer
-from mnistkit.runs import load_run
+from mnistkit.pretrained import load_source
 
 
-def load(run_dir: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """The best weights of a run as a plain ``nn.Module`` in eval mode (its ``classes`` name the outputs).
+def load(source: str | Path = "mnist", device: str | torch.device = "cpu") -> Classifier:
+    """A trained model as a plain ``nn.Module`` in eval mode (its ``classes`` name the outputs): the best
+    weights of a run directory, or a pretrained model shipped with mnistkit by name ("mnist", ...).
 
-    ``mnistkit.load_run(DIR)`` gives the config and metrics as well."""
-    return load_run(run_dir, device).model
+    ``mnistkit.load_run(DIR)`` and ``mnistkit.pretrained.load_pretrained(NAME)`` give config and metrics too."""
+    return load_source(source, device).model
 
 
 @dataclass

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,17 @@ class Figure:
     caption: str
 
 
+@contextmanager
+def single_pass(model: nn.Module):
+    """Hooks below must see one forward pass per image: switch off the mirrored second pass of TTA."""
+    tta = getattr(model, "tta_hflip", False)
+    model.tta_hflip = False
+    try:
+        yield model
+    finally:
+        model.tta_hflip = tta
+
+
 @torch.inference_mode()
 def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
     """The input of the model's last linear layer: what the classifier head sees."""
@@ -36,7 +48,8 @@ def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int
     captured: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].flatten(1).cpu()))
     try:
-        infer(model, images, batch_size)
+        with single_pass(model):
+            infer(model, images, batch_size)
     finally:
         hook.remove()
     return torch.cat(captured).numpy()
@@ -48,7 +61,8 @@ def conv_activations(model: nn.Module, image: torch.Tensor) -> list[tuple[str, n
     hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: maps.append((name, out[0].cpu().numpy())))
              for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     try:
-        infer(model, image[None])
+        with single_pass(model):
+            infer(model, image[None])
     finally:
         for h in hooks:
             h.remove()

@@ -21,7 +21,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from mnistkit.config import TrainConfig
+from mnistkit.config import TrainConfig, adapt_to_data
 from mnistkit.data.datasets import Splits, load_dataset, split_validation
 from mnistkit.errors import CheckpointError
 from mnistkit.fileio import atomic_write_bytes, atomic_write_json
@@ -53,10 +53,16 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.model}-{config.dataset}-{stamp}"
 
 
-def load_splits(config: TrainConfig) -> Splits:
-    """The train/validation/test splits a run with this config trains, selects and reports on."""
+def prepare_data(config: TrainConfig) -> tuple[TrainConfig, Splits]:
+    """The config with its data-dependent settings resolved (see ``adapt_to_data``), and the
+    train/validation/test splits a run with it trains, selects and reports on."""
     dataset = load_dataset(config.dataset, config.data_dir, **config.dataset_options)
-    return split_validation(dataset, config.val_size, config.val_seed)
+    config = adapt_to_data(config, len(dataset.train_images))
+    return config, split_validation(dataset, config.val_size, config.val_seed)
+
+
+def load_splits(config: TrainConfig) -> Splits:
+    return prepare_data(config)[1]
 
 
 @dataclass
@@ -93,6 +99,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     classes = tuple(json.loads(meta["classes"])) if "classes" in meta else tuple(str(i) for i in range(10))
     model = create_model(config.model, classes=classes, **config.model_kwargs)
     load_state_checked(model, weights, str(run_dir / WEIGHTS_FILE), config.model)
+    model.tta_hflip = json.loads(meta.get("tta_hflip", "false")) is True
     metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
     return Run(run_dir=run_dir, config=config, classes=classes, metrics=metrics, model=model.to(device).eval())
 
@@ -132,8 +139,9 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, metadata
 
 
-def save_weights(run_dir: Path, model: nn.Module, config: TrainConfig, classes: tuple[str, ...]) -> None:
-    meta = {"model": config.model, "dataset": config.dataset, "classes": json.dumps(list(classes))}
+def save_weights(run_dir: Path, model: Classifier, config: TrainConfig, classes: tuple[str, ...]) -> None:
+    meta = {"model": config.model, "dataset": config.dataset, "classes": json.dumps(list(classes)),
+            "tta_hflip": json.dumps(bool(model.tta_hflip))}
     save_tensors(run_dir / WEIGHTS_FILE, model.state_dict(), metadata=meta)
 
 

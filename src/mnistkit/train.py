@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -95,9 +96,26 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
     return create_model(cfg.model, classes=splits.classes, mean=mean, std=std, **cfg.model_kwargs)
 
 
-def train(cfg: TrainConfig | None = None, resume: str | Path | None = None) -> Run:
+def choose_flip_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
+    """For data trained with flips: average each image with its mirror at inference if, and only if,
+    that raises validation accuracy. Returns both accuracies for metrics.json."""
+    labels = splits.val_labels
+    plain = infer(model, splits.val_images, cfg.eval_batch_size)
+    mirrored = infer(model, splits.val_images.flip(-1), cfg.eval_batch_size)
+    accuracy = {name: (logits.argmax(1) == labels).float().mean().item()
+                for name, logits in (("plain", plain), ("hflip", plain + mirrored))}
+    model.tta_hflip = accuracy["hflip"] > accuracy["plain"]
+    return {"tta_hflip": model.tta_hflip, "val_accuracy_plain": accuracy["plain"],
+            "val_accuracy_hflip_tta": accuracy["hflip"]}
+
+
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
+          on_epoch: Callable[[dict], None] | None = None, score_test: bool = True) -> Run:
     """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
-    saved in that directory (its config.json is used and ``cfg`` is ignored)."""
+    saved in that directory (its config.json is used and ``cfg`` is ignored).
+
+    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
+    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = TrainConfig.from_dict(runs.read_json(run_dir / runs.CONFIG_FILE))
@@ -112,7 +130,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None) -> R
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
-    splits = runs.load_splits(cfg)
+    cfg, splits = runs.prepare_data(cfg)
+    if cfg.progress and cfg.recipe_note:
+        print(f"recipe: {cfg.recipe_note}")
     train_x = splits.train_images.to(device)
     train_y = splits.train_labels.to(device)
     model = build_model(cfg, splits).to(device)
@@ -190,7 +210,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None) -> R
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
                "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
-        if cfg.test_every_epoch:
+        if cfg.test_every_epoch and score_test:
             row["test_accuracy"], row["test_loss"] = accuracy_and_loss(
                 infer(eval_model, splits.test_images, cfg.eval_batch_size), splits.test_labels)
         if val_acc > state["best_val_accuracy"]:
@@ -205,12 +225,19 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None) -> R
             tqdm.write(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
                        f"{row['train_accuracy']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}{test}  "
                        f"[{state['train_seconds']:.1f}s]")
+        if on_epoch is not None:
+            on_epoch(row)
 
     # Report on the best-validation weights; the test split is scored here and only here.
     best, _ = runs.load_tensors(run_dir / runs.WEIGHTS_FILE)
     eval_model.load_state_dict(best)
-    test_acc, test_loss = accuracy_and_loss(infer(eval_model, splits.test_images, cfg.eval_batch_size),
-                                            splits.test_labels)
+    tta = choose_flip_tta(eval_model, splits, cfg) if cfg.augment.hflip > 0 else {}
+    if tta:
+        runs.save_weights(run_dir, eval_model, cfg, splits.classes)
+    test_acc = test_loss = None
+    if score_test:
+        test_acc, test_loss = accuracy_and_loss(infer(eval_model, splits.test_images, cfg.eval_batch_size),
+                                                splits.test_labels)
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": state["epoch"],
         "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 3),
@@ -219,10 +246,11 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None) -> R
         "parameters": count_parameters(eval_model), "macs_per_image": count_macs(eval_model),
         "device": str(device), "seed": cfg.seed, "torch": torch.__version__,
         "train_images": len(train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
-        "classes": list(splits.classes),
+        "classes": list(splits.classes), **tta,
     }
     atomic_write_json(run_dir / runs.METRICS_FILE, metrics)
     if cfg.progress:
-        print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, "
-              f"test acc {test_acc:.4f}  ({state['train_seconds']:.1f}s training)  -> {run_dir}")
+        test = f"test acc {test_acc:.4f}" if test_acc is not None else "test not scored"
+        print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, {test}  "
+              f"({state['train_seconds']:.1f}s training)  -> {run_dir}")
     return Run(run_dir=run_dir, config=cfg, classes=splits.classes, metrics=metrics, model=eval_model.eval())

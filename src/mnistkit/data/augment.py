@@ -1,8 +1,13 @@
-"""Whole-batch augmentation on the training device: one random affine warp per image, no Python loop.
+"""Whole-batch augmentation on the training device: per-image random transforms, no Python loop.
 
 Each image gets its own rotation, scale, shear and translation, composed into a 2x3 matrix and applied
 to the whole batch with a single ``affine_grid`` + ``grid_sample``. Optional elastic distortion
-(Simard et al., 2003) adds a smoothed random displacement field to the same sampling grid.
+(Simard et al., 2003) adds a smoothed random displacement field to the same sampling grid. A
+horizontal flip is a sign in the same matrix. Random erasing (Zhong et al., 2017) blanks one random
+rectangle per image with a mask built from broadcast comparisons.
+
+Flips suit data whose mirror image belongs to the same class (clothes, most objects), not digits or
+characters; which datasets get them is decided on validation (see `mnistkit.config`).
 """
 
 from __future__ import annotations
@@ -24,10 +29,17 @@ class AugmentConfig:
     shear_degrees: float = 0.0
     elastic_alpha: float = 0.0  # displacement strength in pixels; 0 turns elastic off
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
+    hflip: float = 0.0  # probability of mirroring an image left-right
+    erase: float = 0.0  # probability of blanking one random rectangle (random erasing / cutout)
+    erase_max_area: float = 0.3  # the largest rectangle, as a fraction of the image (the smallest is 2%)
+
+    @property
+    def warps(self) -> bool:
+        return any((self.rotate_degrees, self.translate, self.scale, self.shear_degrees, self.elastic_alpha, self.hflip))
 
     @property
     def enabled(self) -> bool:
-        return any((self.rotate_degrees, self.translate, self.scale, self.shear_degrees, self.elastic_alpha))
+        return self.warps or self.erase > 0
 
 
 def uniform(n: int, bound: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -48,6 +60,9 @@ def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generato
     theta[:, 1, 0] = sin / scale
     theta[:, 1, 1] = (cos + sin * tan) / scale
     theta[:, :, 2] = shift
+    if cfg.hflip:  # mirroring the output's x coordinate mirrors the picture
+        flip = torch.rand(n, generator=generator, device=device) < cfg.hflip
+        theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])
     return theta
 
 
@@ -69,13 +84,34 @@ def elastic_displacement(n: int, size: int, cfg: AugmentConfig, generator, devic
     return (field.view(n, 2, size, size).permute(0, 2, 3, 1)) * (cfg.elastic_alpha * 2 / size)
 
 
+def random_erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Set one random rectangle of each chosen image to 0 (background), all images at once."""
+    n, _, h, w = images.shape
+    device = images.device
+    rand = lambda: torch.rand(n, generator=generator, device=device)  # noqa: E731
+    area = (0.02 + rand() * (cfg.erase_max_area - 0.02)) * h * w
+    aspect = torch.exp(math.log(0.3) + rand() * (math.log(3.3) - math.log(0.3)))
+    eh = (area * aspect).sqrt().clamp(1, h)
+    ew = (area / aspect).sqrt().clamp(1, w)
+    top = rand() * (h - eh)
+    left = rand() * (w - ew)
+    chosen = rand() < cfg.erase
+    rows = torch.arange(h, device=device).view(1, h, 1)
+    cols = torch.arange(w, device=device).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)) & chosen.view(n, 1, 1))
+    return images.masked_fill(inside.unsqueeze(1), 0.0)
+
+
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
     """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0."""
-    if not cfg.enabled:
-        return images
-    n, _, h, w = images.shape
-    theta = random_affine_matrices(n, cfg, generator, images.device)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    if cfg.elastic_alpha:
-        grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.warps:
+        n, _, h, w = images.shape
+        theta = random_affine_matrices(n, cfg, generator, images.device)
+        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        if cfg.elastic_alpha:
+            grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
+        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.erase > 0:
+        images = random_erase(images, cfg, generator)
+    return images

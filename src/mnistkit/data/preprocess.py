@@ -3,46 +3,103 @@
 The MNIST convention: white ink on black, the digit scaled to fit a 20x20 box keeping its aspect
 ratio, then placed in 28x28 so that its centre of mass is at the centre. Photos and drawings usually
 have dark ink on light paper, so the polarity is detected from the border and inverted when needed.
+
+Pictures come from anyone, so decoding is bounded before it starts: the dimensions are read from the
+file's header and anything over ``MAX_PIXELS`` is refused without being decoded; JPEGs are decoded
+at reduced size (PIL's draft mode) when they are much larger than needed; only the first frame of an
+animation is read; and what is decoded is shrunk to ``WORK_SIZE`` before any float copy is made. A
+phone's EXIF orientation is applied first, so sideways-stored photos are read upright.
 """
 
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnistkit.errors import ImageError
 
 BOX = 20
 SIZE = 28
 MIN_CONTRAST = 0.05  # an image whose ink differs from its background by less than this is empty
+MAX_PIXELS = 40_000_000  # 40 megapixels (e.g. 8000 x 5000): any phone photo, not a decompression bomb
+WORK_SIZE = 1024  # longest side kept after decoding; the digit ends up 20 pixels tall anyway
 
 
-def open_image(source: str | Path | bytes) -> np.ndarray:
-    """Decode an image file (or bytes) into a float grayscale array in [0, 1]; transparency becomes paper."""
+class ImageTooLarge(ImageError):
+    """The picture's dimensions exceed MAX_PIXELS (an HTTP upload gets 413)."""
+
+
+def check_dimensions(width: int, height: int, name: str, max_pixels: int = MAX_PIXELS) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{name}: the image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{name}: {width}x{height} pixels ({width * height / 1e6:.1f} megapixels) exceeds the "
+                            f"limit of {max_pixels / 1e6:g} megapixels; send a smaller picture")
+
+
+def to_gray(img: Image.Image) -> np.ndarray:
+    """Any PIL mode to float grayscale in [0, 1]; transparent pixels become paper opposite to the ink."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit and float images: scale, don't clip
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return np.clip(arr / (1.0 if img.mode == "F" and arr.max(initial=0) <= 1 else top), 0.0, 1.0)
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+        gray = np.asarray(rgba.convert("L"), dtype=np.float32) / 255
+        ink = gray[alpha > 0.5].mean() if (alpha > 0.5).any() else 0.0
+        paper = 1.0 if ink < 0.5 else 0.0
+        return gray * alpha + paper * (1 - alpha)
+    if img.mode == "CMYK":
+        img = img.convert("RGB")
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+
+
+def decode(img: Image.Image, name: str, max_pixels: int) -> np.ndarray:
+    check_dimensions(img.width, img.height, name, max_pixels)
+    if img.format == "JPEG":
+        img.draft(img.mode if img.mode in ("L", "RGB") else None, (WORK_SIZE, WORK_SIZE))  # decode at 1/2../1/8 size
+    img.seek(0)  # animations and multi-page files: the first frame
+    img.load()
+    img = ImageOps.exif_transpose(img)
+    if max(img.size) > WORK_SIZE:
+        img = img.copy()
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    return to_gray(img)
+
+
+def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file (or bytes) into a float grayscale array in [0, 1], upright, bounded in memory.
+
+    Every failure is an :class:`ImageError` naming the file (:class:`ImageTooLarge` for size)."""
     name = "<upload>" if isinstance(source, bytes) else str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                # Transparent pixels show the paper: pick paper opposite to the ink so strokes stay visible.
-                alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
-                gray = np.asarray(rgba.convert("L"), dtype=np.float32) / 255
-                ink = gray[alpha > 0.5].mean() if (alpha > 0.5).any() else 0.0
-                paper = 1.0 if ink < 0.5 else 0.0
-                return gray * alpha + paper * (1 - alpha)
-            return np.asarray(img.convert("L"), dtype=np.float32) / 255
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's bomb and corrupt-EXIF warnings: our own checks say what matters
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                return decode(img, name, max_pixels)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
     except IsADirectoryError:
         raise ImageError(f"{name}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image PIL can read (expected PNG, JPEG, BMP, ...)") from None
-    except OSError as exc:
-        raise ImageError(f"{name}: cannot read image ({exc})") from None
+    except Image.DecompressionBombError as exc:  # PIL refuses the largest itself, before we see the size
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(pixels.group(1)) / 1e6:.1f} megapixels" if pixels else "the image"
+        raise ImageTooLarge(f"{name}: {size} exceeds the limit of {max_pixels / 1e6:g} megapixels; "
+                            "send a smaller picture") from None
+    except MemoryError:
+        raise ImageTooLarge(f"{name}: too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001  (a hostile file can make PIL raise almost anything)
+        raise ImageError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
 def to_white_on_black(gray: np.ndarray) -> np.ndarray:

@@ -70,6 +70,9 @@ class Classifier(nn.Module):
         self.register_buffer("std", torch.tensor(float(std)))
         self.net = net
         self.classes: tuple[str, ...] = tuple(classes) if classes is not None else ()
+        # In eval mode, also average the logits of the mirrored image: for data whose mirror image keeps
+        # its class, when validation showed it helps (decided per run in `train`).
+        self.tta_hflip = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (as_image_batch(images) - self.mean) / self.std
@@ -77,6 +80,8 @@ class Classifier(nn.Module):
         # when the network's weights use it, or the first convolution takes a slow reordering path.
         if x.ndim == 4 and self.first_weight_channels_last():
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.tta_hflip and not self.training:
+            return (self.net(x) + self.net(x.flip(-1))) / 2
         return self.net(x)
 
     def first_weight_channels_last(self) -> bool:

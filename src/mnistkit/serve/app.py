@@ -1,7 +1,11 @@
 """The FastAPI app: `/` (drawing page), `POST /api/predict`, `GET /api/model`, `GET /healthz`.
 
 Every bad request gets a 4xx JSON body ``{"error": "..."}`` saying what was wrong; the model never
-sees invalid input, so a client cannot crash the server.
+sees invalid input, so a client cannot crash the server. The server bounds its own work
+(:class:`ServeLimits`): request bodies over 2 MB and pictures over 40 megapixels get 413 before
+anything is decoded; pictures are decoded by a fixed number of worker threads; past a number of
+requests in flight new ones get 503 with ``Retry-After``; and a request that takes longer than its
+time limit gets 503 too. Memory and time per request are therefore bounded whatever is uploaded.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import base64
 import binascii
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -23,22 +29,34 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnistkit.data.preprocess import array_to_image, mnistify, open_image
+from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, mnistify, open_image
 from mnistkit.errors import ImageError, MnistkitError
-from mnistkit.export import export
+from mnistkit.export import export_onnx
 from mnistkit.models import infer
-from mnistkit.runs import ONNX_FILE, load_run
+from mnistkit.pretrained import load_source
+from mnistkit.runs import ONNX_FILE
 from mnistkit.serve.batching import MicroBatcher
 
-MAX_BYTES = 2 * 1024 * 1024
 BACKENDS = ("torch", "onnx")
 
 
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one server takes on at once. Each limit answers with a clear 4xx/5xx, never a crash."""
+
+    max_bytes: int = 2 * 1024 * 1024  # request body; more is 413
+    max_pixels: int = MAX_PIXELS  # width x height read from the picture's header; more is 413
+    decode_workers: int = 2  # pictures decoded at once (each decode holds up to ~160 MB at the pixel limit)
+    max_pending: int = 256  # requests inside the server at once; more get 503 with Retry-After
+    timeout_seconds: float = 10.0  # per request, decode and inference included; longer gets 503
+
+
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def torch_predictor(model: torch.nn.Module):
@@ -73,19 +91,28 @@ def decode_base64_image(text: str) -> bytes:
         raise BadRequest(400, "field 'image' is not valid base64") from None
 
 
-def picture_to_digit(data: bytes, name: str) -> np.ndarray:
+def picture_to_digit(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """Decode and MNIST-style preprocess an uploaded picture (run in a worker thread: PIL releases the GIL)."""
-    return mnistify(open_image(data), name)
+    return mnistify(open_image(data, max_pixels=max_pixels), name)
 
 
-async def read_input(request: Request) -> np.ndarray:
+async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadPoolExecutor) -> np.ndarray:
     """The 28x28 float image a request carries, or a BadRequest naming what is wrong."""
+    max_bytes = limits.max_bytes
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BYTES:
-        raise BadRequest(413, f"request body is {int(length)} bytes; the limit is {MAX_BYTES} (2 MB)")
-    body = await request.body()
-    if len(body) > MAX_BYTES:
-        raise BadRequest(413, f"request body is {len(body)} bytes; the limit is {MAX_BYTES} (2 MB)")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise BadRequest(413, f"request body is {int(length)} bytes; the limit is {max_bytes} ({max_bytes / 2**20:g} MB)")
+    body = b""
+    async for chunk in request.stream():  # a body without Content-Length is cut off at the limit, not read whole
+        body += chunk
+        if len(body) > max_bytes:
+            raise BadRequest(413, f"request body is over {max_bytes} bytes; the limit is {max_bytes} "
+                                  f"({max_bytes / 2**20:g} MB)")
+    request._body = body  # starlette's form() and json() read a body that was already received from here
+
+    def decode(data: bytes, name: str):
+        return asyncio.get_running_loop().run_in_executor(decode_pool, picture_to_digit, data, name, limits.max_pixels)
+
     if not body:
         raise BadRequest(400, "empty request: send an image file (multipart field 'file') or JSON")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -98,7 +125,7 @@ async def read_input(request: Request) -> np.ndarray:
             data = await upload.read()
             if not data:
                 raise BadRequest(400, "uploaded file 'file' is empty")
-            return await asyncio.to_thread(picture_to_digit, data, upload.filename or "upload")
+            return await decode(data, upload.filename or "upload")
         if content_type == "application/json":
             try:
                 payload = json.loads(body)
@@ -109,10 +136,11 @@ async def read_input(request: Request) -> np.ndarray:
             if "image" in payload:
                 if not isinstance(payload["image"], str) or not payload["image"]:
                     raise BadRequest(400, "field 'image' must be a non-empty base64 string")
-                return await asyncio.to_thread(picture_to_digit, decode_base64_image(payload["image"]), "image")
+                return await decode(decode_base64_image(payload["image"]), "image")
             if "pixels" in payload:
                 try:
-                    array = np.asarray(payload["pixels"], dtype=np.float32)
+                    with np.errstate(over="ignore", invalid="ignore"):  # huge numbers become inf, refused below
+                        array = np.asarray(payload["pixels"], dtype=np.float32)
                 except (ValueError, TypeError):
                     raise BadRequest(400, "field 'pixels' must be a 28x28 array of numbers") from None
                 if array.shape != (28, 28):
@@ -121,30 +149,48 @@ async def read_input(request: Request) -> np.ndarray:
             raise BadRequest(400, "JSON body needs 'image' (base64 PNG/JPEG) or 'pixels' (28x28 array)")
         raise BadRequest(415, f"unsupported content type '{content_type or 'none'}': use multipart/form-data or "
                               "application/json")
+    except ImageTooLarge as exc:
+        raise BadRequest(413, str(exc)) from None
     except ImageError as exc:
         raise BadRequest(400, str(exc)) from None
 
 
-def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64) -> FastAPI:
-    """The web app for a trained run. ``backend='onnx'`` serves DIR/model.onnx (exported if missing)."""
+def onnx_file(run) -> Path:
+    """The run's model.onnx, exported now if missing (into a temporary folder for a read-only run)."""
+    path = run.path(ONNX_FILE)
+    if path.exists():
+        return path
+    try:
+        return export_onnx(run.model, path)
+    except OSError:  # a pretrained model inside an installed package
+        import tempfile
+
+        return export_onnx(run.model, Path(tempfile.mkdtemp(prefix="mnistkit-onnx-")) / ONNX_FILE)
+
+
+def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: int = 64,
+               limits: ServeLimits | None = None) -> FastAPI:
+    """The web app for a run directory or a pretrained model's name. ``backend='onnx'`` serves the run's
+    model.onnx (exported if missing)."""
+    limits = limits or ServeLimits()
     if backend not in BACKENDS:
         raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
-    run = load_run(run_dir)
+    run = load_source(source)
     if backend == "onnx":
-        onnx_path = run.path(ONNX_FILE)
-        if not onnx_path.exists():
-            export(run.run_dir, "onnx")
-        predict = onnx_predictor(onnx_path)
+        predict = onnx_predictor(onnx_file(run))
     else:
         predict = torch_predictor(run.model)
     info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
             "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name}
     batcher = MicroBatcher(predict, max_batch=max_batch)
+    decode_pool = ThreadPoolExecutor(max_workers=limits.decode_workers, thread_name_prefix="mnistkit-decode")
+    in_flight = {"requests": 0}  # touched only on the event loop's thread
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
         batcher.close()
+        decode_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="mnistkit", description="Draw a digit, see what the network thinks.", lifespan=lifespan)
     static = Path(str(resources.files("mnistkit.serve") / "static"))
@@ -152,7 +198,7 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
 
     @app.exception_handler(BadRequest)
     async def bad_request(_request: Request, exc: BadRequest):
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
@@ -174,10 +220,8 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
     async def model_info():
         return info
 
-    @app.post("/api/predict")
-    async def predict_endpoint(request: Request):
-        start = time.perf_counter()
-        image = await read_input(request)
+    async def answer(request: Request, start: float) -> dict:
+        image = await read_input(request, limits, decode_pool)
         probabilities = await asyncio.wrap_future(batcher.submit(image.astype(np.float32)))
         best = int(np.argmax(probabilities))
         return {
@@ -188,15 +232,30 @@ def create_app(run_dir: str | Path, backend: str = "torch", max_batch: int = 64)
             "input": np.round(image, 3).tolist(),
         }
 
+    @app.post("/api/predict")
+    async def predict_endpoint(request: Request):
+        start = time.perf_counter()
+        if in_flight["requests"] >= limits.max_pending:
+            raise BadRequest(503, f"server busy: {limits.max_pending} requests in progress; retry shortly",
+                             headers={"Retry-After": "1"})
+        in_flight["requests"] += 1
+        try:
+            return await asyncio.wait_for(answer(request, start), limits.timeout_seconds)
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+            raise BadRequest(503, f"the request took longer than its limit of {limits.timeout_seconds:g} s; "
+                                  "retry, or send a smaller picture", headers={"Retry-After": "1"}) from None
+        finally:
+            in_flight["requests"] -= 1
+
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
-          inference_threads: int = 1) -> None:
+def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+          inference_threads: int = 1, limits: ServeLimits | None = None) -> None:
     """Run the app with uvicorn. Micro-batches are small, so one inference thread is enough and leaves the
     other cores to decoding uploads and the event loop (measured in bench/load.py)."""
     import uvicorn
 
     torch.set_num_threads(inference_threads)
 
-    uvicorn.run(create_app(run_dir, backend=backend), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(source, backend=backend, limits=limits), host=host, port=port, log_level="info")

@@ -1,0 +1,273 @@
+"""`mnistkit tune`: a hyper-parameter search with Optuna, on validation accuracy only.
+
+Each trial is an ordinary run directory (OUT/trial-NNNN) trained from the base config with the
+trial's sampled values on top. The TPE sampler proposes values; a median pruner stops trials whose
+per-epoch validation accuracy falls behind earlier trials at the same epoch. The test split is never
+scored during a study. Trials run in worker processes that share one Optuna storage (SQLite in OUT
+by default, or any database URL Optuna supports), so an interrupted study resumes where it stopped
+and workers on other machines can join it. Finished trials with a heartbeat older than the grace
+period are failed and retried, so a killed worker loses no trial.
+
+Output in OUT: results.csv and results.md (one row per trial), history.png and importances.png
+(Optuna's plots), and best_config.json, which `mnistkit train --config` trains again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mnistkit.config import TrainConfig, merge, read_config_file
+from mnistkit.errors import MnistkitError
+from mnistkit.fileio import atomic_write_json, atomic_write_text
+from mnistkit.runs import read_json
+from mnistkit.train import train
+
+# name -> how to sample it: {"float": [low, high], "log": bool} | {"int": [low, high]} | {"choices": [...]}.
+# Dotted names reach nested fields, as with `--set`.
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "lr": {"float": [0.02, 0.4], "log": True},
+    "weight_decay": {"float": [1e-5, 2e-3], "log": True},
+    "epochs": {"int": [5, 30]},
+    "label_smoothing": {"float": [0.0, 0.2]},
+    "model": {"choices": ["mknet-s", "mknet-m", "mknet-l"]},
+    "augment.rotate_degrees": {"float": [0.0, 15.0]},
+    "augment.translate": {"float": [0.0, 0.15]},
+    "augment.scale": {"float": [0.0, 0.15]},
+    "augment.hflip": {"choices": [0.0, 0.5]},
+    "augment.erase": {"float": [0.0, 0.5]},
+}
+PRUNERS = ("median", "none")
+
+
+@dataclass
+class TuneConfig:
+    """A study: what to start from, what to search, how many trials, where they are stored."""
+
+    base: dict[str, Any]  # TrainConfig fields every trial starts from
+    trials: int = 20  # the study's total, counting trials finished in earlier sessions
+    workers: int = 1  # local worker processes
+    storage: str | None = None  # an Optuna storage URL; default sqlite:///OUT/study.db
+    study: str = "mnistkit"
+    out: str = "runs/tune"
+    space: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    pruner: str = "median"
+    seed: int = 0
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # values the first trials try, in order
+    heartbeat_seconds: int = 10
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.workers < 1:
+            raise MnistkitError(f"tune: trials and workers must be >= 1, found {self.trials} and {self.workers}")
+        if self.pruner not in PRUNERS:
+            raise MnistkitError(f"tune: pruner must be one of {PRUNERS}, found '{self.pruner}'")
+        for name, spec in self.space.items():
+            check_param(name, spec)
+        TrainConfig.from_dict(merge(self.base, {"out": None}))  # a bad base fails now, not in every trial
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{Path(self.out).resolve() / 'study.db'}"
+
+
+def check_param(name: str, spec: dict[str, Any]) -> None:
+    kinds = [k for k in ("float", "int", "choices") if k in spec]
+    if len(kinds) != 1 or (kinds[0] != "choices" and len(spec[kinds[0]]) != 2):
+        raise MnistkitError(f"tune: search space entry '{name}' must have one of float: [low, high], "
+                            f"int: [low, high] or choices: [...], found {spec}")
+
+
+def read_space(path: str | Path) -> dict[str, dict[str, Any]]:
+    space = read_config_file(path)
+    for name, spec in space.items():
+        check_param(name, spec)
+    return space
+
+
+def sample(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    values = {}
+    for name, spec in space.items():
+        if "float" in spec:
+            values[name] = trial.suggest_float(name, *spec["float"], log=spec.get("log", False))
+        elif "int" in spec:
+            values[name] = trial.suggest_int(name, *spec["int"], log=spec.get("log", False))
+        else:
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+    return values
+
+
+def nested(values: dict[str, Any]) -> dict[str, Any]:
+    """{'augment.erase': 0.2} -> {'augment': {'erase': 0.2}}."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        *parents, leaf = name.split(".")
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return out
+
+
+def trial_dir(cfg: TuneConfig, number: int) -> Path:
+    return Path(cfg.out) / f"trial-{number:04d}"
+
+
+def make_study(cfg: TuneConfig, heartbeat: bool = True):
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2) if heartbeat else None
+        storage = optuna.storages.RDBStorage(
+            cfg.storage_url, heartbeat_interval=cfg.heartbeat_seconds if heartbeat else None,
+            grace_period=3 * cfg.heartbeat_seconds if heartbeat else None, heartbeat_stale_trial_callback=retry)
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0) if cfg.pruner == "median"
+              else optuna.pruners.NopPruner())
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed)
+    return optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", sampler=sampler,
+                               pruner=pruner, load_if_exists=True)
+
+
+def objective(cfg: TuneConfig, trial) -> float:
+    import optuna
+
+    values = sample(trial, cfg.space)
+    out = trial_dir(cfg, trial.number)
+    trial.set_user_attr("run_dir", str(out))
+    config = TrainConfig.from_dict(merge(merge(cfg.base, nested(values)), {
+        "out": str(out), "progress": False, "recipe_note": f"trial {trial.number} of study '{cfg.study}'"}))
+
+    def report(row: dict) -> None:
+        trial.report(row["val_accuracy"], row["epoch"])
+        if trial.should_prune():
+            print(f"trial {trial.number}: pruned after epoch {row['epoch']} (val {row['val_accuracy']:.4f})",
+                  flush=True)
+            raise optuna.TrialPruned()
+
+    run = train(config, on_epoch=report, score_test=False)
+    value = run.metrics["val_accuracy"]
+    print(f"trial {trial.number}: val {value:.4f} in {run.metrics['train_seconds']:.0f}s  {values}", flush=True)
+    return value
+
+
+def finished_trials(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.get_trials(deepcopy=False))
+
+
+def work(cfg: TuneConfig, n_trials: int, threads: int) -> None:
+    """One worker: join the study and run ``n_trials`` trials (a retried failed trial counts as one)."""
+    import optuna
+    import torch
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = make_study(cfg)
+    study.optimize(lambda trial: objective(cfg, trial), n_trials=n_trials, gc_after_trial=False)
+
+
+def shares_of(remaining: int, workers: int) -> list[int]:
+    workers = max(1, min(workers, remaining))
+    return [remaining // workers + (i < remaining % workers) for i in range(workers)] if remaining > 0 else []
+
+
+def tune(cfg: TuneConfig) -> dict[str, Any]:
+    """Run the study until it holds ``cfg.trials`` finished trials, then write its results. Returns the
+    best trial's number, value, params and run directory."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = make_study(cfg, heartbeat=False)
+    if cfg.enqueue and not study.trials:
+        for values in cfg.enqueue:
+            study.enqueue_trial(values)
+    shares = shares_of(cfg.trials - finished_trials(study), cfg.workers)
+    if shares:
+        threads = max(1, (os.cpu_count() or 1) // len(shares))
+        if len(shares) == 1:
+            work(cfg, shares[0], threads)
+        else:
+            context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no forked torch threads
+            processes = [context.Process(target=work, args=(cfg, share, threads), name=f"mnistkit-tune-{i}")
+                         for i, share in enumerate(shares)]
+            for p in processes:
+                p.start()
+            for p in processes:
+                p.join()
+    return write_results(make_study(cfg, heartbeat=False), cfg)
+
+
+def results_rows(study, cfg: TuneConfig) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row = {"trial": t.number, "state": t.state.name.lower(),
+               "val_accuracy": t.value if t.value is not None else
+               (max(t.intermediate_values.values()) if t.intermediate_values else None),
+               "epochs_run": len(t.intermediate_values),
+               "seconds": round(t.duration.total_seconds(), 1) if t.duration else None}
+        row.update({name: t.params.get(name) for name in cfg.space})
+        row["run_dir"] = t.user_attrs.get("run_dir", "")
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no trials\n"
+    columns = list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(study, out: Path) -> list[Path]:
+    """Optuna's optimisation history and parameter importances (the latter needs 2+ finished trials)."""
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as ovm
+
+    written = []
+    for name, draw in (("history.png", ovm.plot_optimization_history), ("importances.png", ovm.plot_param_importances)):
+        try:
+            axes = draw(study)
+        except (ValueError, RuntimeError, ZeroDivisionError):  # too few finished trials for this plot
+            continue
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        figure.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        written.append(out / name)
+    return written
+
+
+def write_results(study, cfg: TuneConfig) -> dict[str, Any]:
+    out = Path(cfg.out)
+    rows = results_rows(study, cfg)
+    table = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic_write_text(out / "results.csv", table.getvalue())
+    atomic_write_text(out / "results.md", markdown(rows))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental
+        write_plots(study, out)
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise MnistkitError(f"tune: study '{cfg.study}' has no finished trial yet") from None
+    run_dir = Path(best.user_attrs["run_dir"])
+    config = read_json(run_dir / "config.json")
+    config.pop("out", None)
+    config.update(progress=True, recipe_note=f"best of study '{cfg.study}': trial {best.number}, "
+                                              f"val accuracy {best.value:.4f}, params {json.dumps(best.params)}")
+    atomic_write_json(out / "best_config.json", config)
+    return {"trial": best.number, "val_accuracy": best.value, "params": best.params, "run_dir": str(run_dir),
+            "finished": finished_trials(study), "trials": len(rows)}

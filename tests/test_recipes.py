@@ -1,0 +1,145 @@
+"""Recipes that transfer: per-dataset recipes, data-size adaptation, flips and erasing, `mnistkit tune`."""
+
+import csv
+import io
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import mnistkit
+from mnistkit.cli import app
+from mnistkit.config import adapt_to_data, build_config, make_config
+from mnistkit.data.augment import AugmentConfig, augment_batch
+
+
+def digit_batch(mnist, n=16):
+    return mnist.train_images[:n].unsqueeze(1).float() / 255
+
+
+def test_hflip_mirrors_and_only_when_asked(mnist):
+    images = digit_batch(mnist)
+    g = torch.Generator().manual_seed(0)
+    flipped = augment_batch(images, AugmentConfig(hflip=1.0), g)
+    assert torch.allclose(flipped, images.flip(-1), atol=1e-5)
+    assert torch.equal(augment_batch(images, AugmentConfig(), g), images)
+    half = augment_batch(images, AugmentConfig(hflip=0.5), torch.Generator().manual_seed(1))
+    mirrored = [torch.allclose(h, i.flip(-1), atol=1e-5) for h, i in zip(half, images)]
+    assert 0 < sum(mirrored) < len(images)
+
+
+def test_random_erasing_blanks_one_rectangle_per_image(mnist):
+    images = torch.rand(64, 1, 28, 28) + 0.1  # no zero pixels before erasing
+    erased = augment_batch(images, AugmentConfig(erase=1.0, erase_max_area=0.3), torch.Generator().manual_seed(0))
+    zero = erased == 0
+    assert torch.equal(erased[~zero], images[~zero])  # nothing else changed
+    for mask in zero[:, 0]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        area = len(rows) * len(cols)
+        assert mask.sum() == area  # a filled rectangle
+        assert 1 <= area <= 0.3 * 28 * 28 + 2 * 28 + 1
+    untouched = augment_batch(images, AugmentConfig(erase=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(untouched, images)
+
+
+def test_each_dataset_gets_its_recipe_and_flips_only_where_mirroring_keeps_the_class():
+    mnist_cfg = make_config(None, dataset="mnist")
+    assert mnist_cfg.preset == "default" and mnist_cfg.augment.hflip == 0
+    fashion = make_config(None, dataset="fashion-mnist")
+    assert fashion.preset == "fashion-mnist" and fashion.augment.hflip > 0  # chosen on validation (BENCHMARKS.md)
+    kmnist = make_config(None, dataset="kmnist")
+    assert kmnist.preset == "generic" and kmnist.augment.hflip == 0 and "kmnist" in kmnist.recipe_note
+    quickdraw = make_config(None, dataset="quickdraw")
+    assert quickdraw.augment.hflip == 0.5 and "mirrored" in quickdraw.recipe_note
+    assert make_config("fast", dataset="fashion-mnist").model == "mknet-m"  # --preset still wins
+    assert build_config(None, options={"dataset": "fashion-mnist"}).preset == "fashion-mnist"
+
+
+def test_generic_recipe_adapts_to_the_size_of_the_data():
+    cfg = make_config(None, dataset="idx")
+    big = adapt_to_data(cfg, 60_000)
+    assert big.val_size == 6000 and big.epochs == cfg.epochs  # enough steps already
+    small = adapt_to_data(cfg, 1000)
+    assert small.val_size == 100 and small.epochs * (900 // small.batch_size) >= cfg.min_steps
+    assert "val_size 100" in small.recipe_note and "epochs" in small.recipe_note
+    assert adapt_to_data(small, 1000) == small  # idempotent: resuming resolves to the same run
+    tiny = adapt_to_data(cfg, 200)
+    assert tiny.batch_size == 45 and tiny.lr == pytest.approx(cfg.lr * 45 / 128)
+    assert adapt_to_data(make_config("default"), 60_000) == make_config("default")  # MNIST's recipe is fixed
+
+
+def test_generic_run_records_its_recipe_and_selects_on_its_own_split(small_mnist_dir, tmp_path):
+    cfg = make_config(None, dataset="idx", data_dir=str(small_mnist_dir), min_steps=60, epochs=1,
+                      out=str(tmp_path / "run"), progress=False)
+    run = mnistkit.train(cfg)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["val_size"] == 600 and saved["epochs"] == 2 and "adapted to the data" in saved["recipe_note"]
+    assert run.metrics["val_images"] == 600 and run.metrics["train_images"] == 5400
+    assert len(mnistkit.load_run(run.run_dir).splits().val_images) == 600
+
+
+def tune_config(small_mnist_dir, out, trials, **kw):
+    from mnistkit.tune import TuneConfig
+
+    base = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=2,
+                       model="mknet-s").to_dict()
+    good, bad = {"lr": 0.2}, {"lr": 1e-5}
+    return TuneConfig(base=base, trials=trials, out=str(out), space={"lr": {"choices": [0.2, 1e-5]}},
+                      enqueue=[good, good, bad, bad], **kw)
+
+
+def test_tune_with_two_workers_prunes_writes_results_and_resumes(small_mnist_dir, tmp_path):
+    from mnistkit.tune import tune
+
+    out = tmp_path / "study"
+    best = tune(tune_config(small_mnist_dir, out, trials=4, workers=2))
+    rows = (out / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("trial,state,val_accuracy") and len(rows) == 5
+    table = list(csv.DictReader(io.StringIO("\n".join(rows))))
+    # The bad learning rate falls behind a finished good trial after its first epoch and is pruned.
+    assert [r["state"] for r in table if float(r["lr"]) == 1e-5] == ["pruned", "pruned"], rows
+    assert "complete" in [r["state"] for r in table if float(r["lr"]) == 0.2], rows
+    assert "| trial | state |" in (out / "results.md").read_text()
+    for plot in ("history.png", "importances.png"):
+        assert (out / plot).stat().st_size > 5000
+    assert best["params"] == {"lr": 0.2} and best["val_accuracy"] > 0.9
+    trial = json.loads((tmp_path / "study" / f"trial-{best['trial']:04d}" / "metrics.json").read_text())
+    assert trial["test_accuracy"] is None  # a study never scores the test split
+
+    # `mnistkit train --config best_config.json` trains the best trial's config again.
+    trial_cfg = json.loads((out / f"trial-{best['trial']:04d}" / "config.json").read_text())
+    again = build_config(None, out / "best_config.json").to_dict()
+    ignore = {"out", "progress", "recipe_note"}
+    assert {k: v for k, v in again.items() if k not in ignore} == {k: v for k, v in trial_cfg.items() if k not in ignore}
+
+    # The same study asked for 5 trials continues: one more, the first four untouched.
+    tune(tune_config(small_mnist_dir, out, trials=5, workers=1))
+    rows_after = (out / "results.csv").read_text().splitlines()
+    assert len(rows_after) == 6 and rows_after[1:5] == rows[1:5]
+
+
+def test_tune_command_line_checks_its_space(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"lr": {"float": [0.1]}}))
+    result = CliRunner().invoke(app, ["tune", "--space", str(space), "--out", str(tmp_path / "t")])
+    assert result.exit_code != 0 and "search space entry 'lr'" in str(result.exception)
+
+
+def test_flip_tta_is_decided_on_validation_and_kept_with_the_weights(small_mnist_dir, tmp_path):
+    from mnistkit.report import penultimate_features, write_report
+
+    cfg = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,
+                      augment={"hflip": 0.5}, out=str(tmp_path / "run"), progress=False)
+    run = mnistkit.train(cfg)
+    m = run.metrics
+    assert m["tta_hflip"] == (m["val_accuracy_hflip_tta"] > m["val_accuracy_plain"])
+    loaded = mnistkit.load_run(run.run_dir)
+    assert loaded.model.tta_hflip == m["tta_hflip"]
+    loaded.model.tta_hflip = True  # force the two-pass model: the report's hooks must still see one pass
+    assert len(penultimate_features(loaded.model, loaded.splits().test_images[:50])) == 50
+    write_report(run.run_dir, sample=200, log=lambda *_: None)
+    assert (tmp_path / "run" / "report.html").exists()
+    plain = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,
+                        out=str(tmp_path / "plain"), progress=False)
+    assert "tta_hflip" not in mnistkit.train(plain).metrics  # no flips in training: no mirrored inference
