@@ -23,7 +23,7 @@ LAYERS = {
     "mnistkit.data": 1, "mnistkit.models": 1,
     "mnistkit.config": 2,
     "mnistkit.runs": 3, "mnistkit.pretrained": 3,
-    "mnistkit.metrics": 4, "mnistkit.timing": 4,
+    "mnistkit.metrics": 4, "mnistkit.timing": 4, "mnistkit.distributed": 4,
     "mnistkit.train": 5,
     "mnistkit.evaluate": 6, "mnistkit.predict": 6, "mnistkit.ensemble": 6, "mnistkit.export": 6,
     "mnistkit.compare": 6, "mnistkit.tune": 6, "mnistkit.report": 6, "mnistkit.plots": 6,

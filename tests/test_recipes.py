@@ -143,3 +143,46 @@ def test_flip_tta_is_decided_on_validation_and_kept_with_the_weights(small_mnist
     plain = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,
                         out=str(tmp_path / "plain"), progress=False)
     assert "tta_hflip" not in mnistkit.train(plain).metrics  # no flips in training: no mirrored inference
+
+
+def test_a_killed_worker_loses_no_trial_and_none_runs_twice(small_mnist_dir, tmp_path):
+    """Two `tune` processes share one storage, as two machines would; one is killed mid-trial."""
+    import dataclasses
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from mnistkit.tune import make_study
+
+    cfg = tune_config(small_mnist_dir, tmp_path / "study", trials=4, workers=1, heartbeat_seconds=1)
+    cfg = dataclasses.replace(cfg, enqueue=[], base={**cfg.base, "epochs": 4}, space={"lr": {"float": [0.05, 0.3]}})
+    code = ("import json, sys; from mnistkit.tune import TuneConfig, tune; "
+            "tune(TuneConfig(**json.loads(sys.argv[1])))")
+    args = [sys.executable, "-c", code, json.dumps(dataclasses.asdict(cfg))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    survivor = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until both are inside a trial, then kill one mid-trial
+        time.sleep(0.5)
+        if (tmp_path / "study" / "study.db").exists():
+            running = [t for t in make_study(cfg, heartbeat=False).trials if t.state == optuna.trial.TrialState.RUNNING]
+            if len(running) == 2:
+                break
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    _, errors = survivor.communicate(timeout=240)
+    assert survivor.returncode == 0, errors[-2000:]
+
+    trials = make_study(cfg, heartbeat=False).trials
+    states = [t.state.name for t in trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") >= 4, states
+    assert states.count("FAIL") == 1 and "RUNNING" not in states, states  # the killed one, marked failed
+    [failed] = [t for t in trials if t.state.name == "FAIL"]
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == failed.number]
+    assert len(retries) == 1 and retries[0].state.name in ("COMPLETE", "PRUNED")  # re-run once, by the survivor
+    assert retries[0].params == failed.params

@@ -96,6 +96,10 @@ def train(
         err_console.print(f"\ninterrupted: the last finished epoch is saved; continue with "
                           f"`mnistkit train --resume {where}`")
         raise typer.Exit(130) from None
+    from mnistkit.distributed import from_env
+
+    if not from_env().main:  # under torchrun, one process reports
+        return
     m = run.metrics
     console.print(f"test accuracy [bold]{m['test_accuracy']:.4f}[/] (val {m['val_accuracy']:.4f}, "
                   f"{m['train_seconds']:.1f}s training) -> {run.run_dir}")

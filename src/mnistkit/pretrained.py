@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from mnistkit.data.datasets import read_checksums
 from mnistkit.errors import CheckpointError, UnknownNameError
 from mnistkit.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, Run, load_run, read_json
 
@@ -54,21 +55,12 @@ def available() -> list[Pretrained]:
     return [p for p in PRETRAINED.values() if (pretrained_root() / p.name / SUMS_FILE).exists()]
 
 
-def read_sums(path: Path) -> dict[str, str]:
-    sums = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            digest, name = line.split()
-            sums[name.lstrip("*")] = digest
-    return sums
-
-
 def verify(directory: Path) -> None:
     """Refuse a shipped run whose files do not match their recorded SHA-256."""
     sums_path = directory / SUMS_FILE
     if not sums_path.exists():
         raise CheckpointError(f"{directory}: no {SUMS_FILE}; this pretrained model is not installed")
-    sums = read_sums(sums_path)
+    sums = read_checksums(sums_path)
     for name in (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
         path = directory / name
         if name not in sums:

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mnistkit import runs
+from mnistkit import distributed, runs
 from mnistkit.config import TrainConfig
 from mnistkit.data.augment import augment_batch
 from mnistkit.data.datasets import Splits, pixel_stats
@@ -87,6 +88,10 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.model.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1 - self.decay)
+        self.copy_buffers(model)
+
+    @torch.no_grad()
+    def copy_buffers(self, model: nn.Module) -> None:
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
 
@@ -94,6 +99,20 @@ class EMA:
 def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
     mean, std = pixel_stats(splits.train_images) if cfg.normalize else (0.0, 1.0)
     return create_model(cfg.model, classes=splits.classes, mean=mean, std=std, **cfg.model_kwargs)
+
+
+def validate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+             ranks: distributed.Ranks) -> tuple[float, float]:
+    """Accuracy and mean loss on a labelled split; with several processes each scores a share and the
+    sums are added up, so every process gets the same numbers and makes the same choices."""
+    if not ranks.distributed:
+        return accuracy_and_loss(infer(model, images, cfg.eval_batch_size), labels)
+    logits = infer(model, images[ranks.rank :: ranks.world], cfg.eval_batch_size)
+    share = labels[ranks.rank :: ranks.world]
+    totals = distributed.sum_all(torch.tensor([(logits.argmax(1) == share).sum().item(),
+                                               F.cross_entropy(logits, share, reduction="sum").item(), len(share)],
+                                              dtype=torch.float64), ranks)
+    return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
 def choose_flip_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
@@ -126,9 +145,14 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         run_dir = Path(cfg.out) if cfg.out else runs.default_run_dir(cfg)
     cfg = dataclasses.replace(cfg, out=str(run_dir))  # the caller's config stays as it was
     wall_start = time.perf_counter()
-    device = resolve_device(cfg.device)
+    ranks, device = distributed.start(resolve_device(cfg.device))
+    if not ranks.main:
+        cfg = dataclasses.replace(cfg, progress=False)
+    if ranks.distributed and cfg.budget_seconds:
+        raise MnistkitError("budget_seconds needs one process (each process's clock differs); give epochs instead")
+    local_batch = distributed.local_batch(cfg.batch_size, ranks)
     torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the epoch's order: the same in every process
 
     cfg, splits = runs.prepare_data(cfg)
     if cfg.progress and cfg.recipe_note:
@@ -140,7 +164,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    step_fn = torch.compile(model) if cfg.compile else model
+    # DDP averages gradients; batch-norm statistics are averaged once an epoch instead (average_buffers).
+    step_fn = DistributedDataParallel(model, broadcast_buffers=False) if ranks.distributed else model
+    step_fn = torch.compile(step_fn) if cfg.compile else step_fn
     amp_dtype = torch.bfloat16 if (cfg.amp and device.type == "cuda") else None
 
     steps_per_epoch = len(train_x) // cfg.batch_size
@@ -150,12 +176,16 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     budget = cfg.budget_seconds  # if set, the schedule follows elapsed time and training stops when it is spent
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     ema_model = ema.model if ema is not None else None
-    if resume is not None:
+    best_state = None  # the best-validation weights, kept by every process
+    if resume is not None:  # every process reads the checkpoint that the main one wrote
         state = runs.restore_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator,
                                         cfg.model)
-        runs.truncate_logs(run_dir, state["epoch"], state["step"])
-        print(f"Resuming {run_dir} after epoch {state['epoch']} of {cfg.epochs}")
-    else:
+        best_state = runs.load_tensors(run_dir / runs.WEIGHTS_FILE)[0]
+        if ranks.main:
+            runs.truncate_logs(run_dir, state["epoch"], state["step"])
+        if cfg.progress:
+            print(f"Resuming {run_dir} after epoch {state['epoch']} of {cfg.epochs}")
+    elif ranks.main:
         runs.start_logs(run_dir, cfg)
     eval_model = ema_model if ema_model is not None else model
 
@@ -166,6 +196,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         first_step = state["step"]
         model.train()
         order = torch.randperm(len(train_x), device=device, generator=generator)
+        # With several processes, each augments its own images: a generator of its own, seeded per epoch so
+        # that resuming from a checkpoint needs no per-process state.
+        augment_generator = generator if not ranks.distributed else torch.Generator(device=device).manual_seed(
+            cfg.seed * 1_000_003 + epoch * ranks.world + ranks.rank)
         # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
         step_loss = torch.zeros(steps_per_epoch, device=device)
         step_correct = torch.zeros(steps_per_epoch, device=device)
@@ -181,9 +215,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                 progress = state["step"] / total_steps
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress, epoch)
-            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            start = i * cfg.batch_size + ranks.rank * local_batch  # this process's share of the global batch
+            idx = order[start : start + local_batch]
             images = as_image_batch(train_x[idx])
-            images = augment_batch(images, cfg.augment, generator).contiguous(memory_format=memory_format)
+            images = augment_batch(images, cfg.augment, augment_generator).contiguous(memory_format=memory_format)
             labels = train_y[idx]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = step_fn(images)
@@ -198,28 +233,35 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             step_correct[i] = (logits.argmax(1) == labels).sum()
             if i % 50 == 49 or i == steps_per_epoch - 1:
                 bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
-                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * cfg.batch_size):.4f}")
+                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * local_batch):.4f}")
         state["train_seconds"] += time.perf_counter() - epoch_start
         steps_done = state["step"] - first_step
         if steps_done == 0:
             break
-        step_loss, step_accuracy = step_loss[:steps_done].cpu(), step_correct[:steps_done].cpu() / cfg.batch_size
+        if ranks.distributed:
+            distributed.average_buffers(model, ranks)
+            if ema is not None:
+                ema.copy_buffers(model)
+        step_loss = distributed.sum_all(step_loss[:steps_done], ranks).cpu() / ranks.world
+        step_accuracy = distributed.sum_all(step_correct[:steps_done], ranks).cpu() / cfg.batch_size
 
-        val_acc, val_loss = accuracy_and_loss(infer(eval_model, splits.val_images, cfg.eval_batch_size),
-                                              splits.val_labels)
+        val_acc, val_loss = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks)
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
                "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
         if cfg.test_every_epoch and score_test:
-            row["test_accuracy"], row["test_loss"] = accuracy_and_loss(
-                infer(eval_model, splits.test_images, cfg.eval_batch_size), splits.test_labels)
+            row["test_accuracy"], row["test_loss"] = validate(eval_model, splits.test_images, splits.test_labels,
+                                                              cfg, ranks)
         if val_acc > state["best_val_accuracy"]:
             state["best_val_accuracy"], state["best_epoch"] = val_acc, epoch
-            runs.save_weights(run_dir, eval_model, cfg, splits.classes)
+            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
+            if ranks.main:
+                runs.save_weights(run_dir, eval_model, cfg, splits.classes)
         state["epoch"] = epoch
-        runs.append_history(run_dir, row)
-        runs.append_steps(run_dir, first_step, step_loss, step_accuracy)
-        runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator, state)
+        if ranks.main:
+            runs.append_history(run_dir, row)
+            runs.append_steps(run_dir, first_step, step_loss, step_accuracy)
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator, state)
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
             tqdm.write(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
@@ -229,15 +271,13 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             on_epoch(row)
 
     # Report on the best-validation weights; the test split is scored here and only here.
-    best, _ = runs.load_tensors(run_dir / runs.WEIGHTS_FILE)
-    eval_model.load_state_dict(best)
+    eval_model.load_state_dict(best_state)
     tta = choose_flip_tta(eval_model, splits, cfg) if cfg.augment.hflip > 0 else {}
-    if tta:
+    if tta and ranks.main:
         runs.save_weights(run_dir, eval_model, cfg, splits.classes)
     test_acc = test_loss = None
     if score_test:
-        test_acc, test_loss = accuracy_and_loss(infer(eval_model, splits.test_images, cfg.eval_batch_size),
-                                                splits.test_labels)
+        test_acc, test_loss = validate(eval_model, splits.test_images, splits.test_labels, cfg, ranks)
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": state["epoch"],
         "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 3),
@@ -246,9 +286,12 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         "parameters": count_parameters(eval_model), "macs_per_image": count_macs(eval_model),
         "device": str(device), "seed": cfg.seed, "torch": torch.__version__,
         "train_images": len(train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
-        "classes": list(splits.classes), **tta,
+        "classes": list(splits.classes), "world_size": ranks.world, "global_batch": cfg.batch_size,
+        "batch_per_process": local_batch, **tta,
     }
-    atomic_write_json(run_dir / runs.METRICS_FILE, metrics)
+    if ranks.main:
+        atomic_write_json(run_dir / runs.METRICS_FILE, metrics)
+    distributed.stop(ranks)
     if cfg.progress:
         test = f"test acc {test_acc:.4f}" if test_acc is not None else "test not scored"
         print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, {test}  "

@@ -19,6 +19,7 @@ import io
 import json
 import multiprocessing
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,22 @@ def trial_dir(cfg: TuneConfig, number: int) -> Path:
     return Path(cfg.out) / f"trial-{number:04d}"
 
 
-def make_study(cfg: TuneConfig, heartbeat: bool = True):
+def make_study(cfg: TuneConfig, heartbeat: bool = True, attempts: int = 5):
+    """The study in its storage, created by whichever worker comes first. Workers started together on
+    several machines can race to create the tables, so a failed first contact is retried briefly."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return open_study(cfg, heartbeat)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def open_study(cfg: TuneConfig, heartbeat: bool):
     import optuna
 
     with warnings.catch_warnings():
@@ -164,14 +180,17 @@ def finished_trials(study) -> int:
 
 
 def work(cfg: TuneConfig, n_trials: int, threads: int) -> None:
-    """One worker: join the study and run ``n_trials`` trials (a retried failed trial counts as one)."""
+    """One worker: join the study and run up to ``n_trials`` trials (a retried failed trial counts as one)."""
     import optuna
     import torch
+    from optuna.trial import TrialState
 
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(cfg)
-    study.optimize(lambda trial: objective(cfg, trial), n_trials=n_trials, gc_after_trial=False)
+    # Workers on other machines add trials too: stop once the study holds enough finished ones.
+    enough = optuna.study.MaxTrialsCallback(cfg.trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    study.optimize(lambda trial: objective(cfg, trial), n_trials=n_trials, gc_after_trial=False, callbacks=[enough])
 
 
 def shares_of(remaining: int, workers: int) -> list[int]:
@@ -201,7 +220,28 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
                 p.start()
             for p in processes:
                 p.join()
+    settle(cfg, threads=os.cpu_count() or 1)
     return write_results(make_study(cfg, heartbeat=False), cfg)
+
+
+def settle(cfg: TuneConfig, threads: int) -> None:
+    """Wait until no trial is left running: trials of live workers finish; those of dead ones (no
+    heartbeat for the grace period) are failed and retried here once, so none is lost."""
+    import optuna
+    from optuna.trial import TrialState
+
+    while True:
+        study = make_study(cfg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # queues each retry as a waiting trial
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        if TrialState.WAITING in states:
+            work(cfg, states.count(TrialState.WAITING), threads)
+        elif TrialState.RUNNING in states:
+            time.sleep(cfg.heartbeat_seconds)
+        else:
+            return
 
 
 def results_rows(study, cfg: TuneConfig) -> list[dict[str, Any]]:
