@@ -55,7 +55,10 @@ def start(device: torch.device) -> tuple[Ranks, torch.device]:
 
 
 def stop(ranks: Ranks) -> None:
+    """Leave the process group together: rank 0 may still be writing files when the others finish, and
+    a process that tears down its connections while a peer still holds them can abort the peer."""
     if ranks.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
