@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,3 +29,26 @@ def browser_page():
             yield browser.new_page(viewport={"width": 1200, "height": 900})
         finally:
             browser.close()
+
+
+def ink_strokes(image: np.ndarray, threshold: int = 100):
+    """Horizontal strokes covering every run of ink pixels, row by row: the digit as a person might trace it."""
+    for row in range(image.shape[0]):
+        cols = np.nonzero(image[row] > threshold)[0]
+        if len(cols) == 0:
+            continue
+        breaks = np.nonzero(np.diff(cols) > 1)[0]
+        for start, end in zip(np.r_[cols[0], cols[breaks + 1]], np.r_[cols[breaks], cols[-1]]):
+            yield row, int(start), int(end)
+
+
+def draw_digit(page, image: np.ndarray, canvas: str = "#pad") -> None:
+    """Trace a 28x28 uint8 digit on the page's drawing canvas with the mouse, stroke by stroke."""
+    box = page.locator(canvas).bounding_box()
+    scale = box["width"] / image.shape[1]
+    for row, start, end in ink_strokes(image):
+        y = box["y"] + (row + 0.5) * scale
+        page.mouse.move(box["x"] + (start + 0.5) * scale, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + (end + 0.5) * scale, y, steps=3)
+        page.mouse.up()

@@ -26,7 +26,7 @@ LAYERS = {
     "mnistkit.metrics": 4, "mnistkit.timing": 4, "mnistkit.distributed": 4,
     "mnistkit.train": 5,
     "mnistkit.evaluate": 6, "mnistkit.predict": 6, "mnistkit.ensemble": 6, "mnistkit.export": 6,
-    "mnistkit.compare": 6, "mnistkit.tune": 6, "mnistkit.report": 6, "mnistkit.plots": 6,
+    "mnistkit.compare": 6, "mnistkit.tune": 6, "mnistkit.explain": 6, "mnistkit.report": 6, "mnistkit.plots": 6,
     "mnistkit.serve": 7,
     "mnistkit.cli": 8,
     "mnistkit.__main__": 9, "mnistkit": 9,  # the package's public API re-exports everything

@@ -6,7 +6,7 @@ from tests.browser import browser_page
 
 from mnistkit.report import show_samples, write_report
 
-EXPECTED = {"samples", "curves", "predictions", "confusion", "per_class", "mistakes", "filters", "feature_maps",
+EXPECTED = {"samples", "curves", "predictions", "confusion", "per_class", "mistakes", "mistakes_why", "filters", "feature_maps",
             "embeddings"}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from tests.browser import browser_page
+from tests.browser import browser_page, draw_digit
 
 from mnistkit.serve.app import create_app
 from mnistkit.serve.batching import MicroBatcher
@@ -133,17 +133,6 @@ def live_server(trained_run):
     thread.join(timeout=10)
 
 
-def ink_strokes(image: np.ndarray, threshold: int = 100):
-    """Horizontal strokes covering every run of ink pixels, row by row: the digit as a person might trace it."""
-    for row in range(28):
-        cols = np.nonzero(image[row] > threshold)[0]
-        if len(cols) == 0:
-            continue
-        breaks = np.nonzero(np.diff(cols) > 1)[0]
-        for start, end in zip(np.r_[cols[0], cols[breaks + 1]], np.r_[cols[breaks], cols[-1]]):
-            yield row, int(start), int(end)
-
-
 def test_draw_a_real_digit_in_the_browser(live_server, mnist):
     index = 0
     digit, label = mnist.test_images[index].numpy(), str(int(mnist.test_labels[index]))
@@ -151,18 +140,14 @@ def test_draw_a_real_digit_in_the_browser(live_server, mnist):
         page.goto(live_server + "/")
         page.wait_for_function("document.querySelectorAll('.bar-row').length === 10")
         assert "mknet-m trained on mnist" in page.text_content("#model-info")
-        box = page.locator("#pad").bounding_box()
-        scale = box["width"] / 28
-        for row, start, end in ink_strokes(digit):
-            y = box["y"] + (row + 0.5) * scale
-            page.mouse.move(box["x"] + (start + 0.5) * scale, y)
-            page.mouse.down()
-            page.mouse.move(box["x"] + (end + 0.5) * scale, y, steps=3)
-            page.mouse.up()
+        draw_digit(page, digit)
         page.wait_for_function(f"document.getElementById('label').textContent === {label!r}", timeout=15000)
         assert page.text_content("#status") == ""
         seen = page.evaluate("Array.from(document.getElementById('seen').getContext('2d')"
                              ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 0 && v > 128).length")
         assert seen > 40  # the page shows the 28x28 input the model saw
+        page.wait_for_function("window.mnistkit.last && !window.mnistkit.pending()", timeout=15000)
+        last = page.evaluate("window.mnistkit.last")
+        assert last["method"] == "integrated-gradients" and len(last["attribution"]) == 784  # why, from Captum
         page.click("#clear")
         assert page.text_content("#label") == "–"

@@ -208,6 +208,8 @@ def predict(
 ) -> None:
     """Predict the label of each picture (preprocessed the MNIST way: upright, centred, 20x20 in 28x28).
 
+    A picture unlike the training data is answered "not a digit (score S above T)": its energy score S
+    is above the threshold T that refuses 1% of the validation digits (`ood_false_rejection`).
     With no --model-from, the pretrained MNIST model shipped with mnistkit answers: no training needed."""
     from mnistkit.predict import load, predict_images
 
@@ -225,7 +227,8 @@ def predict(
                 err_console.print(f"[red]error:[/] {r.error}", highlight=False, soft_wrap=True)
             else:
                 top = "  ".join(f"{c}: {p:.3f}" for c, p in r.top3)
-                console.print(f"{r.source}: [bold]{r.label}[/]   ({top})", highlight=False, soft_wrap=True)
+                answer = f"[yellow]{r.rejected}[/] (closest: {r.label})" if r.rejected else f"[bold]{r.label}[/]"
+                console.print(f"{r.source}: {answer}   ({top})", highlight=False, soft_wrap=True)
     if any(r.error for r in results):
         raise typer.Exit(1)
 
@@ -397,13 +400,21 @@ def serve(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
-    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
-    out: Annotated[Path | None, typer.Option(help="Output file (default: DIR/model.onnx or DIR/model.torchscript.pt).")] = None,
+    format: Annotated[str, typer.Option("--format", help="onnx, torchscript, or web (a static site that runs the "
+                                                         "model in the browser).")] = "onnx",
+    out: Annotated[Path | None, typer.Option(help="Output file, or folder for web (default: DIR/model.onnx, "
+                                                  "DIR/model.torchscript.pt or DIR/web/).")] = None,
+    ort_dir: Annotated[Path | None, typer.Option("--ort-dir", help="web: copy onnxruntime-web from this local "
+                                                                   "'dist' folder (works offline) instead of "
+                                                                   "loading it from its published URL.")] = None,
 ) -> None:
-    """Export the model (ONNX is checked against PyTorch in onnxruntime on 1,000 test images)."""
+    """Export the model (ONNX is checked against PyTorch in onnxruntime on 1,000 test images).
+
+    --format web writes index.html, static/, model.onnx and model.json: the drawing page of `serve`,
+    with no server. Try it with `python -m http.server -d DIR`; publish DIR on any static host."""
     from mnistkit.export import export as run_export
 
-    info = run_export(run_dir, format, out)
+    info = run_export(run_dir, format, out, ort_dir=ort_dir)
     extra = (f" (max |onnxruntime - PyTorch| on {info['checked_images']} test images: {info['max_abs_difference']:.2e})"
              if "max_abs_difference" in info else "")
     console.print(f"wrote {info['path']}{extra}")

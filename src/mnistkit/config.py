@@ -72,6 +72,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU, where it does not help
     eval_batch_size: int = 2000
     test_every_epoch: bool = False  # report-only: test accuracy is never used for selection
+    ood_false_rejection: float = 0.01  # share of validation images the "not a digit" threshold refuses
     out: str | None = None
     preset: str | None = field(default=None, compare=False)  # a label of where the config came from
     recipe_note: str = field(default="", compare=False)  # why this recipe, and how it adapted to the data
@@ -93,6 +94,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), found {self.label_smoothing}"),
             (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), found {self.ema_decay}"),
             (0 < self.warmup_fraction < 1, f"warmup_fraction must be in (0, 1), found {self.warmup_fraction}"),
+            (0 < self.ood_false_rejection < 1,
+             f"ood_false_rejection must be in (0, 1), found {self.ood_false_rejection}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -80,3 +80,26 @@ def evaluate_logits(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[s
         classes=tuple(classes), accuracy=accuracy, loss=loss, confusion=cm.long(), precision=precision,
         recall=recall, f1=f1, support=cm.sum(1).long().tolist(), mistakes=mistakes, probabilities=probs,
     )
+
+
+def energy_score(logits: torch.Tensor) -> torch.Tensor:
+    """Out-of-distribution score: the free energy ``-logsumexp(logits)`` (Liu et al., 2020). Inputs like the
+    training data get large logits and a low score; the higher the score, the less the input looks like
+    any class the model knows."""
+    return -torch.logsumexp(logits.float(), dim=1)
+
+
+def rejection_threshold(in_distribution_scores: torch.Tensor, false_rejection: float) -> float:
+    """The score above which an input is called out of distribution, so that a ``false_rejection``
+    fraction of these (validation) inputs of the known classes would be rejected."""
+    if not 0.0 < false_rejection < 1.0:
+        raise ValueError(f"false_rejection must lie in (0, 1), found {false_rejection}")
+    return torch.quantile(in_distribution_scores.double(), 1.0 - false_rejection).item()
+
+
+def auroc(in_distribution_scores: torch.Tensor, out_scores: torch.Tensor) -> float:
+    """Area under the ROC curve for telling the two apart by score (1.0: perfectly; 0.5: chance)."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = torch.cat([torch.zeros(len(in_distribution_scores)), torch.ones(len(out_scores))])
+    return float(roc_auc_score(labels.numpy(), torch.cat([in_distribution_scores, out_scores]).double().numpy()))

@@ -164,6 +164,26 @@ def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classe
     return save(fig, path)
 
 
+def attributions(images: np.ndarray, maps: np.ndarray, labels, predicted, classes, path, title: str) -> Path:
+    """Each image beside its attribution map: red where the ink pushed towards the predicted class, blue
+    where it pushed away (one colour scale per map, centred on zero)."""
+    n = len(images)
+    cols = min(n, 6)
+    rows = int(np.ceil(n / cols))
+    fig, axes = subplots(rows, 2 * cols, figsize=(2 * cols * 1.15, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (img, amap, label, guess) in enumerate(zip(images, maps, labels, predicted)):
+        left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+        left.imshow(img, cmap="gray_r")
+        left.set_title(f"true {classes[label]}", fontsize=8)
+        limit = float(np.abs(amap).max()) or 1.0
+        right.imshow(amap, cmap="bwr", vmin=-limit, vmax=limit)
+        right.set_title(f"why {classes[guess]}", fontsize=8, color=WRONG)
+    fig.suptitle(title)
+    return save(fig, path)
+
+
 def filters(weights: np.ndarray, path, title: str) -> Path:
     """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
     kernels = weights[:, 0]

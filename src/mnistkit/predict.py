@@ -10,6 +10,7 @@ import torch
 
 from mnistkit.data.preprocess import load_digit
 from mnistkit.errors import MnistkitError
+from mnistkit.metrics import energy_score
 from mnistkit.models import Classifier, infer
 from mnistkit.pretrained import load_source
 
@@ -29,6 +30,8 @@ class Prediction:
     index: int | None = None
     probabilities: list[float] = field(default_factory=list)
     top3: list[tuple[str, float]] = field(default_factory=list)
+    ood_score: float | None = None  # metrics.energy_score: higher means less like the training data
+    rejected: str | None = None  # "not a digit (score ...)" when the score is above the model's threshold
     error: str | None = None
 
     def to_dict(self) -> dict:
@@ -37,8 +40,17 @@ class Prediction:
             out["error"] = self.error
         else:
             out.update(label=self.label, top3=[{"label": c, "probability": p} for c, p in self.top3],
-                       probabilities=self.probabilities)
+                       probabilities=self.probabilities, ood_score=self.ood_score, rejected=self.rejected)
         return out
+
+
+def rejection(model: Classifier, score: float) -> str | None:
+    """The model's "not a <item>" answer for an input with this out-of-distribution score, or None when
+    the input looks like its training data (or the model has no threshold)."""
+    if model.ood_threshold is None or score <= model.ood_threshold:
+        return None
+    what = f"a {model.item}" if model.item else "one of the known classes"
+    return f"not {what} (score {score:.2f} above {model.ood_threshold:.2f})"
 
 
 def predict_images(model: Classifier, paths: list[str | Path]) -> list[Prediction]:
@@ -53,9 +65,12 @@ def predict_images(model: Classifier, paths: list[str | Path]) -> list[Predictio
         except MnistkitError as exc:
             results.append(Prediction(source=str(path), error=str(exc)))
     if arrays:
-        probs = infer(model, np.stack(arrays)).softmax(1)
+        logits = infer(model, np.stack(arrays))
+        probs, scores = logits.softmax(1), energy_score(logits)
         for row, i in enumerate(good):
             p = probs[row]
+            results[i].ood_score = round(float(scores[row]), 4)
+            results[i].rejected = rejection(model, float(scores[row]))
             top = p.topk(min(3, len(classes)))
             results[i].index = int(top.indices[0])
             results[i].label = classes[results[i].index]

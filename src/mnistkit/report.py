@@ -17,6 +17,7 @@ from torch import nn
 from mnistkit import plots
 from mnistkit.data.datasets import load_dataset
 from mnistkit.evaluate import evaluate
+from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.fileio import atomic_write_json, atomic_write_text
 from mnistkit.models import infer
 from mnistkit.runs import EVAL_FILE, FIGURES_DIR, REPORT_FILE, load_run, read_history, read_steps
@@ -137,6 +138,12 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
             splits.test_images[idx].numpy(), [m.label for m in result.mistakes[:18]],
             [m.top3 for m in result.mistakes[:18]], classes, out / "mistakes.png",
             f"{name}: the most confidently wrong test images"), "True label and the model's top-3 probabilities.")
+        wrong = [m.predicted for m in result.mistakes[:12]]
+        maps = integrated_gradients(model, splits.test_images[idx[:12]], torch.tensor(wrong)).maps.numpy()
+        add("mistakes_why", "Why the hardest mistakes", plots.attributions(
+            splits.test_images[idx[:12]].numpy(), maps, [m.label for m in result.mistakes[:12]], wrong, classes,
+            out / "mistakes_why.png", f"{name}: what made the model answer wrong ({METHOD})"),
+            "Integrated Gradients towards the wrong answer: red pixels pushed the model to it, blue ones away.")
 
     weights = first_layer_weights(model)
     if weights is not None:

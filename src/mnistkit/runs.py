@@ -22,7 +22,7 @@ from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from mnistkit.config import TrainConfig, adapt_to_data
-from mnistkit.data.datasets import Splits, load_dataset, split_validation
+from mnistkit.data.datasets import Splits, get_dataset_spec, load_dataset, split_validation
 from mnistkit.errors import CheckpointError
 from mnistkit.fileio import atomic_write_bytes, atomic_write_json
 from mnistkit.models import Classifier, create_model
@@ -38,6 +38,7 @@ REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
+WEB_EXPORT_DIR = "web"  # `mnistkit export --format web` without --out: a static site
 
 
 def eval_file(split: str) -> str:
@@ -100,6 +101,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     model = create_model(config.model, classes=classes, **config.model_kwargs)
     load_state_checked(model, weights, str(run_dir / WEIGHTS_FILE), config.model)
     model.tta_hflip = json.loads(meta.get("tta_hflip", "false")) is True
+    threshold = json.loads(meta.get("ood_threshold", "null"))
+    model.ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
+    model.item = get_dataset_spec(config.dataset).item
     metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
     return Run(run_dir=run_dir, config=config, classes=classes, metrics=metrics, model=model.to(device).eval())
 
@@ -141,7 +145,7 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 def save_weights(run_dir: Path, model: Classifier, config: TrainConfig, classes: tuple[str, ...]) -> None:
     meta = {"model": config.model, "dataset": config.dataset, "classes": json.dumps(list(classes)),
-            "tta_hflip": json.dumps(bool(model.tta_hflip))}
+            "tta_hflip": json.dumps(bool(model.tta_hflip)), "ood_threshold": json.dumps(model.ood_threshold)}
     save_tensors(run_dir / WEIGHTS_FILE, model.state_dict(), metadata=meta)
 
 

@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from mnistkit import distributed, runs
 from mnistkit.config import TrainConfig
 from mnistkit.data.augment import augment_batch
-from mnistkit.data.datasets import Splits, pixel_stats
+from mnistkit.data.datasets import Splits, get_dataset_spec, pixel_stats
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.fileio import atomic_write_json
-from mnistkit.metrics import accuracy_and_loss
+from mnistkit.metrics import accuracy_and_loss, energy_score, rejection_threshold
 from mnistkit.models import Classifier, as_image_batch, count_macs, count_parameters, create_model, infer
 from mnistkit.runs import Run
 
@@ -98,7 +98,9 @@ class EMA:
 
 def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
     mean, std = pixel_stats(splits.train_images) if cfg.normalize else (0.0, 1.0)
-    return create_model(cfg.model, classes=splits.classes, mean=mean, std=std, **cfg.model_kwargs)
+    model = create_model(cfg.model, classes=splits.classes, mean=mean, std=std, **cfg.model_kwargs)
+    model.item = get_dataset_spec(cfg.dataset).item
+    return model
 
 
 def validate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
@@ -126,6 +128,18 @@ def choose_flip_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict
     model.tta_hflip = accuracy["hflip"] > accuracy["plain"]
     return {"tta_hflip": model.tta_hflip, "val_accuracy_plain": accuracy["plain"],
             "val_accuracy_hflip_tta": accuracy["hflip"]}
+
+
+def calibrate_abstention(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
+    """Set the model's "not a <item>" threshold on the energy score so that ``cfg.ood_false_rejection`` of
+    the validation images would be refused; the test split is never looked at."""
+    if len(splits.val_images) == 0:
+        model.ood_threshold = None
+        return {}
+    scores = energy_score(infer(model, splits.val_images, cfg.eval_batch_size))
+    model.ood_threshold = round(rejection_threshold(scores, cfg.ood_false_rejection), 6)
+    return {"ood_score": "energy", "ood_threshold": model.ood_threshold,
+            "ood_val_false_rejection": (scores > model.ood_threshold).float().mean().item()}
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
@@ -273,7 +287,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
     tta = choose_flip_tta(eval_model, splits, cfg) if cfg.augment.hflip > 0 else {}
-    if tta and ranks.main:
+    abstention = calibrate_abstention(eval_model, splits, cfg)  # after TTA: the threshold is for the final model
+    if ranks.main:
         runs.save_weights(run_dir, eval_model, cfg, splits.classes)
     test_acc = test_loss = None
     if score_test:
@@ -287,7 +302,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         "device": str(device), "seed": cfg.seed, "torch": torch.__version__,
         "train_images": len(train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
         "classes": list(splits.classes), "world_size": ranks.world, "global_batch": cfg.batch_size,
-        "batch_per_process": local_batch, **tta,
+        "batch_per_process": local_batch, **tta, **abstention,
     }
     if ranks.main:
         atomic_write_json(run_dir / runs.METRICS_FILE, metrics)

@@ -80,6 +80,7 @@ class DatasetSpec:
     download: DownloadSource | None = None
     recipe: str = "generic"  # the preset `mnistkit train --dataset NAME` uses when no --preset is given
     mirror_invariant: bool = False  # a left-right mirrored image keeps its class (clothes: yes; digits: no)
+    item: str = ""  # what one image shows, for "not a digit"; "" where the classes have no common name
 
     def option_names(self) -> list[str]:
         """The options (``dataset_options``) this dataset's loader takes."""
@@ -285,7 +286,7 @@ def load_kmnist(directory: Path) -> ImageDataset:
 register_dataset(DatasetSpec(
     name="mnist", description="handwritten digits (bundled, no download)", classes=DIGITS,
     loader=load_mnist, files=IDX_FILE_NAMES, source="bundled with mnistkit (LeCun, Cortes, Burges; CC BY-SA 3.0)",
-    recipe="default",
+    recipe="default", item="digit",
     download=DownloadSource(("https://ossci-datasets.s3.amazonaws.com/mnist/",), idx_files(
         "sha256:0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
         "sha256:1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
@@ -295,7 +296,7 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(
     name="fashion-mnist", description="Zalando clothing images", classes=FASHION_CLASSES,
     loader=load_fashion_mnist, files=IDX_FILE_NAMES, source="https://github.com/zalandoresearch/fashion-mnist",
-    recipe="fashion-mnist", mirror_invariant=True,
+    recipe="fashion-mnist", mirror_invariant=True, item="clothing item",
     download=DownloadSource(("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
                              "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
                             idx_files("md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:25c81989df183df01b3e8a0aad5dffbe",
@@ -303,7 +304,7 @@ register_dataset(DatasetSpec(
 ))
 register_dataset(DatasetSpec(
     name="kmnist", description="Kuzushiji-MNIST, cursive Japanese characters", classes=KMNIST_CLASSES,
-    loader=load_kmnist, files=IDX_FILE_NAMES, source="https://github.com/rois-codh/kmnist",
+    loader=load_kmnist, files=IDX_FILE_NAMES, source="https://github.com/rois-codh/kmnist", item="character",
     download=DownloadSource(("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
                             idx_files("md5:bdb82020997e1d708af4cf47b453dcf7", "md5:e144d726b3acfaa3e44228e80efcd344",
                                       "md5:5c965bf0a639b31b8f53240b1b52f4d7", "md5:7320c461ea6c1c855c0b718fb2a4b134")),

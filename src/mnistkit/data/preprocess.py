@@ -4,6 +4,11 @@ The MNIST convention: white ink on black, the digit scaled to fit a 20x20 box ke
 ratio, then placed in 28x28 so that its centre of mass is at the centre. Photos and drawings usually
 have dark ink on light paper, so the polarity is detected from the border and inverted when needed.
 
+:func:`mnistify` is also written in JavaScript, for the drawing page (``serve/static/app.js``), and
+the two must give the same 28x28 input for the same picture (a browser test checks it). So every step
+is plain arithmetic that both languages do alike: a triangle-filter resampling written out here
+rather than an image library's, and halves rounded up (``floor(x + 0.5)``) as JavaScript rounds.
+
 Pictures come from anyone, so decoding is bounded before it starts: the dimensions are read from the
 file's header and anything over ``MAX_PIXELS`` is refused without being decoded; JPEGs are decoded
 at reduced size (PIL's draft mode) when they are much larger than needed; only the first frame of an
@@ -112,32 +117,44 @@ def to_white_on_black(gray: np.ndarray) -> np.ndarray:
 
 
 def center_of_mass(img: np.ndarray) -> tuple[float, float]:
-    total = img.sum()
+    total = img.sum(dtype=np.float64)
     rows, cols = np.indices(img.shape)
-    return float((rows * img).sum() / total), float((cols * img).sum() / total)
+    return float((rows * img).sum(dtype=np.float64) / total), float((cols * img).sum(dtype=np.float64) / total)
+
+
+def round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))
+
+
+def resampling_weights(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) weights of a triangle filter, widened when shrinking so that every input pixel
+    counts (antialiased, like MNIST's own normalisation); rows sum to 1."""
+    scale = size_in / size_out
+    support = max(scale, 1.0)
+    centres = (np.arange(size_out) + 0.5) * scale
+    weights = np.clip(1.0 - np.abs(np.arange(size_in)[None, :] + 0.5 - centres[:, None]) / support, 0.0, None)
+    return weights / weights.sum(1, keepdims=True)
 
 
 def mnistify(gray: np.ndarray, name: str = "<image>") -> np.ndarray:
     """Grayscale array in [0, 1], any size and polarity, to a 28x28 float32 MNIST-style image."""
     if gray.ndim != 2 or min(gray.shape) == 0:
         raise ImageError(f"{name}: expected a 2-D grayscale image, found shape {gray.shape}")
-    ink = to_white_on_black(gray.astype(np.float32))
+    ink = to_white_on_black(gray.astype(np.float64))
     if ink.max() < MIN_CONTRAST:
         raise ImageError(f"{name}: the image is empty (no ink found)")
     ink = ink / ink.max()
     rows, cols = np.nonzero(ink > 0.1)
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
-    factor = BOX / max(h, w)
-    new_h, new_w = max(1, round(h * factor)), max(1, round(w * factor))
-    resized = Image.fromarray((crop * 255).astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS)
-    digit = np.asarray(resized, dtype=np.float32) / 255
-    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    new_h, new_w = max(1, round_half_up(h * BOX / max(h, w))), max(1, round_half_up(w * BOX / max(h, w)))
+    digit = resampling_weights(h, new_h) @ crop @ resampling_weights(w, new_w).T
     com_r, com_c = center_of_mass(digit)
-    top = int(np.clip(round(SIZE / 2 - com_r), 0, SIZE - new_h))
-    left = int(np.clip(round(SIZE / 2 - com_c), 0, SIZE - new_w))
+    top = min(max(round_half_up(SIZE / 2 - com_r), 0), SIZE - new_h)
+    left = min(max(round_half_up(SIZE / 2 - com_c), 0), SIZE - new_w)
+    out = np.zeros((SIZE, SIZE), dtype=np.float64)
     out[top : top + new_h, left : left + new_w] = digit
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def load_array(path: str | Path) -> np.ndarray:

@@ -70,4 +70,5 @@ register_dataset(DatasetSpec(
     classes=DEFAULT_CLASSES, loader=load_quickdraw, files=tuple(f"{c}.npy" for c in DEFAULT_CLASSES),
     source="https://github.com/googlecreativelab/quickdraw-dataset (CC BY 4.0)",
     download=DownloadSource((QUICKDRAW_URL,), per_class_file="{}.npy"), mirror_invariant=True,
+    item="doodle",
 ))

@@ -73,6 +73,10 @@ class Classifier(nn.Module):
         # In eval mode, also average the logits of the mirrored image: for data whose mirror image keeps
         # its class, when validation showed it helps (decided per run in `train`).
         self.tta_hflip = False
+        # Inputs whose out-of-distribution score (metrics.energy_score) lies above this are answered "not a
+        # <item>" (e.g. "not a digit"); chosen on validation data per run in `train`. None: never abstain.
+        self.ood_threshold: float | None = None
+        self.item = ""  # what one input is ("digit"); "" for data whose items have no common name
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (as_image_batch(images) - self.mean) / self.std

@@ -1,4 +1,4 @@
-"""The FastAPI app: `/` (drawing page), `POST /api/predict`, `GET /api/model`, `GET /healthz`.
+"""The FastAPI app: `/` (drawing page), `POST /api/predict[?explain=1]`, `GET /api/model`, `GET /healthz`.
 
 Every bad request gets a 4xx JSON body ``{"error": "..."}`` saying what was wrong; the model never
 sees invalid input, so a client cannot crash the server. The server bounds its own work
@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +30,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, mnistify, open_image
 from mnistkit.errors import ImageError, MnistkitError
-from mnistkit.export import export_onnx
+from mnistkit.explain import METHOD, integrated_gradients
+from mnistkit.export import export_onnx, page_dir
+from mnistkit.metrics import energy_score
 from mnistkit.models import infer
+from mnistkit.predict import rejection
 from mnistkit.pretrained import load_source
 from mnistkit.runs import ONNX_FILE
 from mnistkit.serve.batching import MicroBatcher
@@ -61,7 +63,7 @@ class BadRequest(Exception):
 
 def torch_predictor(model: torch.nn.Module):
     def predict(images: np.ndarray) -> np.ndarray:
-        return infer(model, images, batch_size=len(images)).softmax(1).numpy()
+        return infer(model, images, batch_size=len(images)).numpy()
 
     return predict
 
@@ -75,9 +77,7 @@ def onnx_predictor(path: Path):
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def predict(images: np.ndarray) -> np.ndarray:
-        logits = session.run(["logits"], {"images": images[:, None].astype(np.float32)})[0]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+        return session.run(["logits"], {"images": images[:, None].astype(np.float32)})[0]
 
     return predict
 
@@ -181,7 +181,8 @@ def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: 
     else:
         predict = torch_predictor(run.model)
     info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
-            "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name}
+            "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name,
+            "item": run.model.item, "ood_threshold": run.model.ood_threshold, "explain": METHOD}
     batcher = MicroBatcher(predict, max_batch=max_batch)
     decode_pool = ThreadPoolExecutor(max_workers=limits.decode_workers, thread_name_prefix="mnistkit-decode")
     in_flight = {"requests": 0}  # touched only on the event loop's thread
@@ -193,7 +194,7 @@ def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: 
         decode_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="mnistkit", description="Draw a digit, see what the network thinks.", lifespan=lifespan)
-    static = Path(str(resources.files("mnistkit.serve") / "static"))
+    static = page_dir()  # the drawing page, shared with `mnistkit export --format web`
     app.mount("/static", StaticFiles(directory=static), name="static")
 
     @app.exception_handler(BadRequest)
@@ -220,27 +221,42 @@ def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: 
     async def model_info():
         return info
 
-    async def answer(request: Request, start: float) -> dict:
+    def attribution(image: np.ndarray, target: int) -> list:
+        maps = integrated_gradients(run.model, image[None], torch.tensor([target])).maps[0]
+        return np.round(maps.numpy(), 5).tolist()
+
+    async def answer(request: Request, start: float, explain: bool) -> dict:
         image = await read_input(request, limits, decode_pool)
-        probabilities = await asyncio.wrap_future(batcher.submit(image.astype(np.float32)))
+        logits = await asyncio.wrap_future(batcher.submit(image.astype(np.float32)))
+        probabilities = torch.from_numpy(logits).softmax(0).numpy()
+        score = float(energy_score(torch.from_numpy(logits)[None])[0])
         best = int(np.argmax(probabilities))
-        return {
+        body = {
             "label": info["classes"][best],
             "probabilities": {c: round(float(p), 6) for c, p in zip(info["classes"], probabilities)},
+            "ood_score": round(score, 4),
+            "rejected": rejection(run.model, score),
             "model": info["model"],
-            "latency_ms": round((time.perf_counter() - start) * 1000, 3),
-            "input": np.round(image, 3).tolist(),
+            "input": np.round(image, 5).tolist(),
         }
+        if explain:  # on the decode pool: bounded like decoding, off the event loop
+            body["attribution"] = await asyncio.get_running_loop().run_in_executor(decode_pool, attribution, image, best)
+            body["attribution_method"] = METHOD
+        body["latency_ms"] = round((time.perf_counter() - start) * 1000, 3)
+        return body
 
     @app.post("/api/predict")
-    async def predict_endpoint(request: Request):
+    async def predict_endpoint(request: Request, explain: bool = False):
+        """A picture (multipart 'file', or JSON 'image' base64 / 'pixels' 28x28) in; label, probabilities,
+        out-of-distribution score ('rejected' says "not a digit ..." above the model's threshold) out.
+        With ``?explain=1``, also an Integrated Gradients map (28x28) for the predicted class."""
         start = time.perf_counter()
         if in_flight["requests"] >= limits.max_pending:
             raise BadRequest(503, f"server busy: {limits.max_pending} requests in progress; retry shortly",
                              headers={"Retry-After": "1"})
         in_flight["requests"] += 1
         try:
-            return await asyncio.wait_for(answer(request, start), limits.timeout_seconds)
+            return await asyncio.wait_for(answer(request, start, explain), limits.timeout_seconds)
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
             raise BadRequest(503, f"the request took longer than its limit of {limits.timeout_seconds:g} s; "
                                   "retry, or send a smaller picture", headers={"Retry-After": "1"}) from None
