@@ -3,9 +3,14 @@
     python bench/load.py                      # 2,000 requests, concurrency 32, appends to BENCHMARKS.md
     python bench/load.py --run runs/my-run --backend onnx
     python bench/load.py --hostile 0.1        # 10% of requests are decompression bombs and garbage
+    python bench/load.py --client wrk         # throughput and latency with wrk (C), 15 s
 
 The server runs as its own process (`python -m mnistkit serve`) on 127.0.0.1; the client sends PNG
 uploads of real MNIST test digits and checks every answer. Nothing leaves this machine.
+
+The Python client (httpx) checks labels and hostile answers but needs most of a core itself, so on
+2 cores it starves the server. `--client wrk` (Debian's `wrk`, one thread) measures the server's own
+throughput and latency with the same uploads, cycling through 100 digits; it checks status codes only.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import re
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,6 +123,46 @@ async def load(url: str, bodies: list[tuple[bytes, str | None]], total: int, con
             "accuracy": correct / max(1, len(latencies)), "hostile": hostile_answers}
 
 
+WRK_SCRIPT = """
+local bodies, n = {}, 0
+for path in io.lines(os.getenv("MNISTKIT_BODIES")) do
+  local f = io.open(path, "rb"); n = n + 1; bodies[n] = f:read("*a"); f:close()
+end
+local i = 0
+local headers = {["Content-Type"] = "multipart/form-data; boundary=mnistkit"}
+function request()
+  i = i % n + 1
+  return wrk.format("POST", nil, headers, bodies[i])
+end
+"""
+
+
+def wrk_load(url: str, bodies: list[tuple[bytes, str | None]], concurrency: int, seconds: float) -> dict:
+    """Run wrk against ``url`` with multipart uploads of ``bodies``; parse its summary."""
+    folder = Path(tempfile.mkdtemp(prefix="mnistkit-wrk-"))
+    paths = []
+    for i, (png, _) in enumerate(bodies[:100]):
+        path = folder / f"{i}.bin"
+        path.write_bytes(b"--mnistkit\r\nContent-Disposition: form-data; name=\"file\"; filename=\"digit.png\"\r\n"
+                         b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--mnistkit--\r\n")
+        paths.append(str(path))
+    (folder / "bodies.txt").write_text("\n".join(paths) + "\n")
+    (folder / "post.lua").write_text(WRK_SCRIPT)
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--latency", "-s", str(folder / "post.lua"),
+                          url], capture_output=True, text=True, check=True,
+                         env={"MNISTKIT_BODIES": str(folder / "bodies.txt"), "PATH": "/usr/bin:/bin"}).stdout
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"requests": int(re.search(r"(\d+) requests in", out).group(1)),
+            "errors": int(bad.group(1)) if bad else 0, "socket_errors": socket_errors.group(1) if socket_errors else "none",
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%")}
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -123,14 +170,31 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def report_wrk(args, run: Path, result: dict) -> None:
+    table = markdown_table(
+        ["backend", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors", "requests/s", "p50 ms",
+         "p99 ms", "server peak RSS MiB"],
+        [[args.backend, "wrk, 1 thread", f"{args.seconds:g}", result["requests"], args.concurrency, result["errors"],
+          result["socket_errors"], f"{result['rps']:.0f}", f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}",
+          f"{result['server_peak_rss_mib']:.0f}"]])
+    print(table)
+    if not args.no_append:
+        append_section(f"Serving under wrk: PNG uploads at concurrency {args.concurrency} ({args.backend})",
+                       f"python bench/load.py --client wrk --backend {args.backend}", table,
+                       f"Server: `mnistkit serve` on {HOST} serving `{run.name}` (uvicorn with uvloop and httptools); "
+                       "wrk (C, one thread) on the same 2 cores, cycling through 100 MNIST test digits as PNG uploads.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="run directory to serve (default: train the default preset once)")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds before the client gives up")
     parser.add_argument("--hostile", type=float, default=0.0, help="share of hostile uploads (bombs, garbage), e.g. 0.1")
+    parser.add_argument("--client", default="python", choices=["python", "wrk"])
+    parser.add_argument("--seconds", type=float, default=15.0, help="wrk: how long to load the server")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     run = ensure_run(args.run)
@@ -149,6 +213,11 @@ def main() -> None:
             raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
         bodies = payloads(500)
         asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
+        if args.client == "wrk":
+            result = wrk_load(base + "/api/predict", bodies, args.concurrency, args.seconds)
+            result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
+            report_wrk(args, run, result)
+            return
         every = round(1 / args.hostile) if args.hostile else 0
         result = asyncio.run(load(base + "/api/predict", bodies, args.requests, args.concurrency,
                                   time.perf_counter() + args.time_limit, hostile_payloads() if every else None, every))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from common import append_section, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,6 +35,9 @@ def test_health_and_model_info(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/api/model").json()
     assert info["model"] == "mknet-m" and info["classes"] == list("0123456789") and info["test_accuracy"] > 0.95
+    # backend "auto" (the default) timed both runtimes side by side and kept the faster
+    timings = info["backend_ms_per_batch_of_8"]
+    assert set(timings) == {"torch", "onnx"} and info["backend"] == min(timings, key=timings.get)
 
 
 def test_predict_upload_base64_and_pixels(client, mnist):
@@ -151,3 +154,12 @@ def test_draw_a_real_digit_in_the_browser(live_server, mnist):
         assert last["method"] == "integrated-gradients" and len(last["attribution"]) == 784  # why, from Captum
         page.click("#clear")
         assert page.text_content("#label") == "–"
+
+
+def test_serving_a_shipped_model_never_writes_into_the_package():
+    from mnistkit.pretrained import pretrained_dir
+
+    before = sorted(p.name for p in pretrained_dir("mnist").iterdir())
+    with TestClient(create_app("mnist", backend="onnx")) as c:
+        assert c.post("/api/predict", json={"pixels": np.eye(28).tolist()}).status_code == 200
+    assert sorted(p.name for p in pretrained_dir("mnist").iterdir()) == before

@@ -379,7 +379,8 @@ def serve(
     model_from: Annotated[str, typer.Option("--model-from", help="A pretrained model or a run directory.")] = "mnist",
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (exports DIR/model.onnx if missing).")] = "torch",
+    backend: Annotated[str, typer.Option(help="auto (time both at start-up, keep the faster), torch, or onnx "
+                                              "(exports DIR/model.onnx if missing).")] = "auto",
     max_bytes: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 2 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(help="Largest picture, width x height, read from its header before "
                                                  "decoding (413 above).")] = 40_000_000,

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import json
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -35,11 +36,11 @@ from mnistkit.export import export_onnx, page_dir
 from mnistkit.metrics import energy_score
 from mnistkit.models import infer
 from mnistkit.predict import rejection
-from mnistkit.pretrained import load_source
+from mnistkit.pretrained import load_source, pretrained_root
 from mnistkit.runs import ONNX_FILE
 from mnistkit.serve.batching import MicroBatcher
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,33 @@ def onnx_predictor(path: Path):
         return session.run(["logits"], {"images": images[:, None].astype(np.float32)})[0]
 
     return predict
+
+
+def time_predictor(predict, batch: int = 8, repeats: int = 30) -> float:
+    """Median seconds of one call on a typical micro-batch, after a warm-up."""
+    images = np.random.default_rng(0).random((batch, 28, 28), dtype=np.float32)
+    for _ in range(5):
+        predict(images)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(images)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def choose_predictor(run, backend: str):
+    """The predictor for ``backend``; for "auto", whichever of PyTorch and onnxruntime answers a
+    micro-batch faster on this machine, timed side by side at start-up. Returns (name, predict, timings)."""
+    if backend == "torch":
+        return "torch", torch_predictor(run.model), {}
+    onnx = onnx_predictor(onnx_file(run))
+    if backend == "onnx":
+        return "onnx", onnx, {}
+    candidates = {"torch": torch_predictor(run.model), "onnx": onnx}
+    timings = {name: round(time_predictor(predict) * 1000, 4) for name, predict in candidates.items()}
+    best = min(timings, key=timings.get)
+    return best, candidates[best], timings
 
 
 def decode_base64_image(text: str) -> bytes:
@@ -156,33 +184,33 @@ async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadP
 
 
 def onnx_file(run) -> Path:
-    """The run's model.onnx, exported now if missing (into a temporary folder for a read-only run)."""
+    """The run's model.onnx, exported now if missing. A shipped (pretrained) model's folder is never
+    written to: its export goes to a temporary folder, as does one for a read-only run directory."""
     path = run.path(ONNX_FILE)
-    if path.exists():
+    shipped = run.run_dir.resolve().is_relative_to(pretrained_root().resolve())
+    if path.exists() and not shipped:
         return path
-    try:
-        return export_onnx(run.model, path)
-    except OSError:  # a pretrained model inside an installed package
-        import tempfile
+    if not shipped:
+        try:
+            return export_onnx(run.model, path)
+        except OSError:
+            pass
+    return export_onnx(run.model, Path(tempfile.mkdtemp(prefix="mnistkit-onnx-")) / ONNX_FILE)
 
-        return export_onnx(run.model, Path(tempfile.mkdtemp(prefix="mnistkit-onnx-")) / ONNX_FILE)
 
-
-def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: int = 64,
+def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: int = 64,
                limits: ServeLimits | None = None) -> FastAPI:
     """The web app for a run directory or a pretrained model's name. ``backend='onnx'`` serves the run's
-    model.onnx (exported if missing)."""
+    model.onnx (exported if missing); "auto" times both at start-up and keeps the faster."""
     limits = limits or ServeLimits()
     if backend not in BACKENDS:
         raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
     run = load_source(source)
-    if backend == "onnx":
-        predict = onnx_predictor(onnx_file(run))
-    else:
-        predict = torch_predictor(run.model)
+    backend, predict, timings = choose_predictor(run, backend)
     info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
             "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name,
-            "item": run.model.item, "ood_threshold": run.model.ood_threshold, "explain": METHOD}
+            "item": run.model.item, "ood_threshold": run.model.ood_threshold, "explain": METHOD,
+            "backend_ms_per_batch_of_8": timings}
     batcher = MicroBatcher(predict, max_batch=max_batch)
     decode_pool = ThreadPoolExecutor(max_workers=limits.decode_workers, thread_name_prefix="mnistkit-decode")
     in_flight = {"requests": 0}  # touched only on the event loop's thread
@@ -256,7 +284,8 @@ def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: 
                              headers={"Retry-After": "1"})
         in_flight["requests"] += 1
         try:
-            return await asyncio.wait_for(answer(request, start, explain), limits.timeout_seconds)
+            # Already JSON-ready: a JSONResponse skips FastAPI's generic encoder, slow on 784 nested floats.
+            return JSONResponse(await asyncio.wait_for(answer(request, start, explain), limits.timeout_seconds))
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
             raise BadRequest(503, f"the request took longer than its limit of {limits.timeout_seconds:g} s; "
                                   "retry, or send a smaller picture", headers={"Retry-After": "1"}) from None
@@ -266,7 +295,7 @@ def create_app(source: str | Path = "mnist", backend: str = "torch", max_batch: 
     return app
 
 
-def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 8000, backend: str = "torch",
+def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
           inference_threads: int = 1, limits: ServeLimits | None = None) -> None:
     """Run the app with uvicorn. Micro-batches are small, so one inference thread is enough and leaves the
     other cores to decoding uploads and the event loop (measured in bench/load.py)."""
