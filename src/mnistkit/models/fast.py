@@ -35,14 +35,15 @@ def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_co
     return nn.Sequential(*layers)
 
 
-@register_model("mknet-s", "mnistkit", "mnistkit's small CNN (8/24/48 channels), fastest at inference: the `default` preset")
+@register_model("mknet-s", "mnistkit",
+                "mnistkit's small CNN (8/24/48 channels), fastest at inference: the `default` and `fast` presets")
 def mknet_s(num_classes: int = 10, **kwargs) -> nn.Module:
     # 8 first-layer channels, not 12: a multiple of the AVX2 vector width runs 2x faster on CPUs.
     kwargs.setdefault("widths", (8, 24, 48))
     return mknet(num_classes, **kwargs)
 
 
-@register_model("mknet-m", "mnistkit", "wider (16/32/64 channels); the `fast` preset uses it at 8/24/64")
+@register_model("mknet-m", "mnistkit", "wider (16/32/64 channels): the `fashion-mnist` recipe's base")
 def mknet_m(num_classes: int = 10, **kwargs) -> nn.Module:
     kwargs.setdefault("widths", (16, 32, 64))
     return mknet(num_classes, **kwargs)
