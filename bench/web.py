@@ -10,12 +10,9 @@ MNIST test digits stroke by stroke with the mouse, and reads the page's answer a
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from common import append_section, markdown_table
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser import browser_page, draw_digit  # noqa: E402
+from tests.browser import browser_page, draw_digit, static_server  # noqa: E402
 
 from mnistkit.data.datasets import load_dataset  # noqa: E402
 from mnistkit.export import export  # noqa: E402
@@ -37,24 +34,14 @@ from mnistkit.runs import load_run  # noqa: E402
 ORT_DIST = ROOT / "tests" / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript"}
-
-    def log_message(self, *args):
-        pass
-
-
 def measure(run_dir: str, n: int) -> dict:
     site = Path(tempfile.mkdtemp(prefix="mnistkit-web-")) / "site"
     export(run_dir, "web", site, ort_dir=ORT_DIST)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     run, mnist = load_run(run_dir), load_dataset("mnist")
     correct, rejected, differences, seconds = 0, 0, [], []
-    with browser_page() as page:
+    with static_server(site) as url, browser_page() as page:
         started = time.perf_counter()
-        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.goto(url)
         page.wait_for_function("window.mnistkit && window.mnistkit.ready", timeout=60000)
         load_seconds = time.perf_counter() - started
         for i in range(n):
@@ -71,7 +58,6 @@ def measure(run_dir: str, n: int) -> dict:
                 return window.mnistkit.mnistify(window.mnistkit.grayFromRGBA(document.getElementById('pad').getContext('2d')
                     .getImageData(0, 0, 280, 280).data, 280 * 280), 280, 280) && performance.now() - t; })()""")
             seconds[-1] = ms
-    server.shutdown()
     return {"run": f"{run.config.model} ({Path(run_dir).name})", "n": n, "correct": correct, "rejected": rejected,
             "max_diff": max(differences), "preprocess_ms": statistics.median(seconds), "load_s": load_seconds}
 

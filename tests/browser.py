@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import shutil
+import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,3 +56,24 @@ def draw_digit(page, image: np.ndarray, canvas: str = "#pad") -> None:
         page.mouse.down()
         page.mouse.move(box["x"] + (end + 0.5) * scale, y, steps=3)
         page.mouse.up()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A plain static file server, as any static host serves files (with the WebAssembly MIME type)."""
+
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript"}
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def static_server(directory: Path):
+    """Serve ``directory`` on a free loopback port; yields the base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()

@@ -1,16 +1,13 @@
 """`mnistkit export --format web`: the static site in Chromium, with no mnistkit server behind it."""
 
 import base64
-import functools
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tests.browser import browser_page, draw_digit
+from tests.browser import browser_page, draw_digit, static_server
 
 from mnistkit.data.preprocess import mnistify, open_image
 from mnistkit.errors import MnistkitError
@@ -28,24 +25,14 @@ def ort_dist() -> Path:
     return ORT_DIST
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript"}
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(trained_run, ort_dist, tmp_path_factory):
     """The exported folder behind a plain static file server, as any static host would serve it."""
     out = tmp_path_factory.mktemp("site") / "web"
     info = export(trained_run, "web", out, ort_dir=ort_dist)
     assert info["max_abs_difference"] < 1e-4
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(out)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield out, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
+    with static_server(out) as url:
+        yield out, url
 
 
 def test_export_writes_a_self_contained_site(site, trained_run):
