@@ -38,7 +38,7 @@ def measure(run_dir: str, n: int) -> dict:
     site = Path(tempfile.mkdtemp(prefix="mnistkit-web-")) / "site"
     export(run_dir, "web", site, ort_dir=ORT_DIST)
     run, mnist = load_run(run_dir), load_dataset("mnist")
-    correct, rejected, differences, seconds = 0, 0, [], []
+    correct, rejected, differences, preprocess_ms = 0, 0, [], []
     with static_server(site) as url, browser_page() as page:
         started = time.perf_counter()
         page.goto(url)
@@ -53,13 +53,11 @@ def measure(run_dir: str, n: int) -> dict:
             rejected += last["rejected"] is not None
             x = torch.tensor(last["input"], dtype=torch.float32).reshape(1, 28, 28)
             differences.append(float(np.abs(np.array(last["probabilities"]) - infer(run.model, x).softmax(1)[0].numpy()).max()))
-            seconds.append(page.evaluate("performance.now()"))
-            ms = page.evaluate("""(() => { const t = performance.now();
+            preprocess_ms.append(page.evaluate("""(() => { const t = performance.now();
                 return window.mnistkit.mnistify(window.mnistkit.grayFromRGBA(document.getElementById('pad').getContext('2d')
-                    .getImageData(0, 0, 280, 280).data, 280 * 280), 280, 280) && performance.now() - t; })()""")
-            seconds[-1] = ms
+                    .getImageData(0, 0, 280, 280).data, 280 * 280), 280, 280) && performance.now() - t; })()"""))
     return {"run": f"{run.config.model} ({Path(run_dir).name})", "n": n, "correct": correct, "rejected": rejected,
-            "max_diff": max(differences), "preprocess_ms": statistics.median(seconds), "load_s": load_seconds}
+            "max_diff": max(differences), "preprocess_ms": statistics.median(preprocess_ms), "load_s": load_seconds}
 
 
 def main() -> None:

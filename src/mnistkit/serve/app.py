@@ -256,8 +256,9 @@ def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: i
     async def answer(request: Request, start: float, explain: bool) -> dict:
         image = await read_input(request, limits, decode_pool)
         logits = await asyncio.wrap_future(batcher.submit(image.astype(np.float32)))
-        probabilities = torch.from_numpy(logits).softmax(0).numpy()
-        score = float(energy_score(torch.from_numpy(logits)[None])[0])
+        logits = torch.from_numpy(logits)
+        probabilities = logits.softmax(0).numpy()
+        score = float(energy_score(logits[None])[0])
         best = int(np.argmax(probabilities))
         body = {
             "label": info["classes"][best],

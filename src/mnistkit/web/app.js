@@ -139,6 +139,7 @@ function rejection(score, info) {
 class ServerBackend {
   async info() {
     const info = await (await fetch("api/model")).json();
+    this.classes = info.classes;  // the API names its probabilities; predict() orders them like this
     return { ...info, where: `served, ${info.backend}` };
   }
 
@@ -357,7 +358,6 @@ setInterval(() => { if (drawing) predict(); }, 150);
 
 backend.info().then((loaded) => {
   info = loaded;
-  backend.classes = info.classes;
   const accuracy = info.test_accuracy == null ? "" : `, test accuracy ${(100 * info.test_accuracy).toFixed(2)}%`;
   document.getElementById("model-info").textContent = `${info.model} trained on ${info.dataset}${accuracy} ` +
                                                       `(${info.where})`;
