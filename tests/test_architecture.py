@@ -91,7 +91,7 @@ def test_importing_the_report_leaves_matplotlib_alone():
 def test_train_config_is_the_default_recipe():
     assert TrainConfig() == make_config("default") == make_config(None)
     assert TrainConfig().augment.enabled  # the default recipe augments
-    assert not make_config("fast").augment.enabled and make_config("fast").model == "mknet-s"
+    assert not make_config("fast").augment.enabled and make_config("fast").model == "mknet-xs"
 
 
 def test_library_training_writes_no_report(small_mnist_dir, tmp_path):
@@ -108,7 +108,7 @@ def test_set_reaches_every_field_with_the_same_checks(tmp_path):
     cfg = build_config("fast", assignments=["augment.rotate_degrees=5", "ema_decay=0.99", "model_kwargs.widths=[8,16,32]",
                                             "warmup_fraction=0.3", "dataset=quickdraw", "dataset_options.per_class=100"])
     assert cfg.augment.rotate_degrees == 5.0 and cfg.augment.translate == 0 and cfg.ema_decay == 0.99
-    assert cfg.model_kwargs == {"widths": [8, 16, 32]} and cfg.warmup_fraction == 0.3 and cfg.model == "mknet-s"
+    assert cfg.model_kwargs == {"widths": [8, 16, 32]} and cfg.warmup_fraction == 0.3 and cfg.model == "mknet-xs"
     assert cfg.dataset_options == {"per_class": 100}
     for line, message in [("epochs=abc", r"epochs must be int, found 'abc'"),
                           ("augment.rotate=5", r"unknown fields \['augment.rotate'\]"),

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from mnistkit.errors import MnistkitError
 from mnistkit.models import count_macs, count_parameters, create_model, list_models, summarize
 
 REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
@@ -24,6 +25,16 @@ def test_forward_shape_and_classes(name):
         out_uint8 = model(torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8))
     assert out.shape == (3, 7) and out_uint8.shape == (2, 7)
     assert torch.isfinite(out).all()
+
+
+def test_strided_stem_skips_full_resolution_pooling():
+    pooled, strided = create_model("mknet-s"), create_model("mknet-xs")
+    shapes = {row.name: row.output_shape for row in summarize(strided)}
+    assert shapes["net.0"] == (16, 14, 14)  # the 4x4 stride-2 stem halves the resolution by itself
+    assert not any(r.kind == "MaxPool2d" and r.output_shape[1] == 14 for r in summarize(strided))
+    assert any(r.kind == "MaxPool2d" and r.output_shape[1] == 14 for r in summarize(pooled))
+    with pytest.raises(MnistkitError, match="stem must be one of"):
+        create_model("mknet-xs", stem="avg")
 
 
 def test_published_layer_shapes():

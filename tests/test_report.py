@@ -4,6 +4,7 @@ import numpy as np
 from PIL import Image
 from tests.browser import browser_page
 
+from mnistkit.config import make_config
 from mnistkit.report import show_samples, write_report
 
 EXPECTED = {"samples", "curves", "predictions", "confusion", "per_class", "mistakes", "mistakes_why", "filters", "feature_maps",
@@ -26,7 +27,7 @@ def test_report_has_every_figure_and_renders_in_chromium(trained_run):
         assert_real_picture(path)
     html = page_path.read_text()
     assert html.count("<img ") == len(EXPECTED) and "data:image/png;base64," in html
-    assert "test accuracy" in html and "mknet-s" in html
+    assert "test accuracy" in html and make_config("fast").model in html
     with browser_page() as page:
         page.goto(page_path.resolve().as_uri())
         page.wait_for_load_state("load")

@@ -10,8 +10,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from tests.browser import browser_page, draw_digit
 
+from mnistkit.config import make_config
 from mnistkit.serve.app import create_app
 from mnistkit.serve.batching import MicroBatcher
+
+FAST_MODEL = make_config("fast").model  # what the shared trained_run fixture trained
 
 
 def png_bytes(array: np.ndarray) -> bytes:
@@ -34,7 +37,7 @@ def paper_digit(mnist, i=0, scale=6) -> np.ndarray:
 def test_health_and_model_info(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/api/model").json()
-    assert info["model"] == "mknet-s" and info["classes"] == list("0123456789") and info["test_accuracy"] > 0.95
+    assert info["model"] == FAST_MODEL and info["classes"] == list("0123456789") and info["test_accuracy"] > 0.95
     # backend "auto" (the default) timed both runtimes side by side and kept the faster
     timings = info["backend_ms_per_batch_of_8"]
     assert set(timings) == {"torch", "onnx"} and info["backend"] == min(timings, key=timings.get)
@@ -142,7 +145,7 @@ def test_draw_a_real_digit_in_the_browser(live_server, mnist):
     with browser_page() as page:
         page.goto(live_server + "/")
         page.wait_for_function("document.querySelectorAll('.bar-row').length === 10")
-        assert "mknet-s trained on mnist" in page.text_content("#model-info")
+        assert f"{FAST_MODEL} trained on mnist" in page.text_content("#model-info")
         draw_digit(page, digit)
         page.wait_for_function(f"document.getElementById('label').textContent === {label!r}", timeout=15000)
         assert page.text_content("#status") == ""

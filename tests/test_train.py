@@ -27,7 +27,7 @@ def test_real_training_beats_95_percent_on_held_out(trained_run):
     history = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 1 and {"train_loss", "val_loss", "val_accuracy"} <= set(history[0])
     config = json.loads((trained_run / "config.json").read_text())
-    assert TrainConfig.from_dict(config).model == "mknet-s"
+    assert TrainConfig.from_dict(config).model == make_config("fast").model
 
 
 def test_same_seed_same_result(small_mnist_dir, tmp_path):
@@ -94,7 +94,7 @@ def test_checkpoint_errors_are_explained(trained_run, tmp_path):
     config = json.loads((bad / "config.json").read_text())
     config["model"] = "lenet"
     (bad / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match=r"saved for model 'mknet-s' but config.json says 'lenet'"):
+    with pytest.raises(CheckpointError, match=rf"saved for model '{make_config('fast').model}' but config.json says 'lenet'"):
         mnistkit.load(bad)
     model = mnistkit.create_model("lenet")
     weights, _ = runs.load_tensors(trained_run / "model.safetensors")

@@ -117,7 +117,7 @@ def create_model(
         num_classes = len(classes)
     try:
         net = entry.builder(num_classes=num_classes, **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise MnistkitError(f"model '{name}': bad arguments {kwargs} ({exc})") from None
     return Classifier(net, mean=mean, std=std, classes=classes or tuple(str(i) for i in range(num_classes)))
 
