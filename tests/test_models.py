@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mnistkit.errors import MnistkitError
-from mnistkit.models import count_macs, count_parameters, create_model, list_models, summarize
+from mnistkit.models import count_macs, count_parameters, create_model, list_models, shift_images, summarize
 
 REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
 
@@ -35,6 +35,20 @@ def test_strided_stem_skips_full_resolution_pooling():
     assert any(r.kind == "MaxPool2d" and r.output_shape[1] == 14 for r in summarize(pooled))
     with pytest.raises(MnistkitError, match="stem must be one of"):
         create_model("mknet-xs", stem="avg")
+
+
+def test_shift_tta_averages_the_logits_of_five_shifted_copies():
+    model = create_model("mknet-s").eval()
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    images[:, 10:18, 12:16] = 255
+    moved = shift_images(images, 1, -1)
+    assert moved[0, 11, 11] == 255 and moved[0, 10, 11] == 0 and moved[0, 11, 15] == 0  # down one, left one
+    with torch.no_grad():
+        expected = sum(model(shift_images(images, dy, dx)) for dy, dx in
+                       ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))) / 5
+        model.tta_shift = True
+        assert torch.allclose(model(images), expected, atol=1e-5)
+        assert not torch.allclose(model(images), model.train()(images).detach(), atol=1e-3)  # eval only
 
 
 def test_published_layer_shapes():

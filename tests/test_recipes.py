@@ -126,23 +126,24 @@ def test_tune_command_line_checks_its_space(tmp_path):
     assert result.exit_code != 0 and "search space entry 'lr'" in str(result.exception)
 
 
-def test_flip_tta_is_decided_on_validation_and_kept_with_the_weights(small_mnist_dir, tmp_path):
+def test_flip_and_shift_tta_are_decided_on_validation_and_kept_with_the_weights(small_mnist_dir, tmp_path):
     from mnistkit.report import penultimate_features, write_report
 
     cfg = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,
-                      augment={"hflip": 0.5}, out=str(tmp_path / "run"), progress=False)
+                      augment={"hflip": 0.5}, try_shift_tta=True, out=str(tmp_path / "run"), progress=False)
     run = mnistkit.train(cfg)
     m = run.metrics
     assert m["tta_hflip"] == (m["val_accuracy_hflip_tta"] > m["val_accuracy_plain"])
+    assert m["tta_shift"] == (m["val_accuracy_shift_tta"] > m["val_accuracy_before_shift_tta"])
     loaded = mnistkit.load_run(run.run_dir)
-    assert loaded.model.tta_hflip == m["tta_hflip"]
-    loaded.model.tta_hflip = True  # force the two-pass model: the report's hooks must still see one pass
+    assert (loaded.model.tta_hflip, loaded.model.tta_shift) == (m["tta_hflip"], m["tta_shift"])
+    loaded.model.tta_hflip = loaded.model.tta_shift = True  # force TTA on: the report's hooks must still see one pass
     assert len(penultimate_features(loaded.model, loaded.splits().test_images[:50])) == 50
     write_report(run.run_dir, sample=200, log=lambda *_: None)
     assert (tmp_path / "run" / "report.html").exists()
     plain = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,
                         out=str(tmp_path / "plain"), progress=False)
-    assert "tta_hflip" not in mnistkit.train(plain).metrics  # no flips in training: no mirrored inference
+    assert not {"tta_hflip", "tta_shift"} & set(mnistkit.train(plain).metrics)  # neither asked for: not tried
 
 
 def test_a_killed_worker_loses_no_trial_and_none_runs_twice(small_mnist_dir, tmp_path):

@@ -71,6 +71,9 @@ class TrainConfig:
     compile: bool = False
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU, where it does not help
     eval_batch_size: int = 2000
+    # After training, also try averaging over one-pixel shifts at inference (5x the inference cost);
+    # kept only if validation accuracy rises. Mirror images are tried whenever augment.hflip > 0.
+    try_shift_tta: bool = False
     test_every_epoch: bool = False  # report-only: test accuracy is never used for selection
     ood_false_rejection: float = 0.01  # share of validation images the "not a digit" threshold refuses
     out: str | None = None
@@ -164,10 +167,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # stage, shifts and mirror images (random erasing and mknet-l did not help at this length).
     "fashion-mnist": dict(model="mknet-m", model_kwargs={"extra_convs": 2}, dataset="fashion-mnist", epochs=30,
                           label_smoothing=0.1, augment=dict(NO_AUGMENTATION, translate=0.1, hflip=0.5)),
-    # The long Fashion-MNIST recipe: a wider, deeper network for 23 minutes of training (the lr schedule
-    # follows the clock, so the whole run fits in 30 minutes on any machine), with random erasing and EMA.
+    # The long Fashion-MNIST recipe: a wider, deeper network for 25 minutes of training (the lr schedule
+    # follows the clock, so the whole run fits in 30 minutes on any machine), with random erasing and EMA,
+    # then mirror and shift TTA where validation keeps them (they raised it 94.40 -> 94.56 -> 94.84%).
     "fashion-mnist-long": dict(model="mknet-l", model_kwargs={"extra_convs": 2}, dataset="fashion-mnist",
-                               epochs=400, budget_seconds=1600, label_smoothing=0.1, ema_decay=0.999,
+                               epochs=400, budget_seconds=1500, label_smoothing=0.1, ema_decay=0.999,
+                               try_shift_tta=True,
                                augment=dict(NO_AUGMENTATION, translate=0.1, hflip=0.5, erase=0.3)),
     "quickdraw": dict(model="mknet-m", dataset="quickdraw"),
     # For data mnistkit was not tuned on: sizes itself to the data (see adapt_to_data) and regularises

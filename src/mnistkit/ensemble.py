@@ -1,18 +1,18 @@
 """Ensembles of trained runs and test-time augmentation (TTA): the last hundredths of a point.
 
-TTA averages the softmax over the image and copies shifted by one pixel in each direction; an
-ensemble averages that over several runs. Whether TTA helps depends on the model (on a `best` run it
-hurt), so by default it is decided on the validation split, never on the test split, and both
-settings are reported.
+TTA averages the logits over the image and copies shifted by one pixel in each direction
+(Classifier.tta_shift); an ensemble averages the members' probabilities. Whether TTA helps depends
+on the model (on a `best` run it hurt), so by default it is decided on the validation split, never
+on the test split, and both settings are reported.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mnistkit.errors import MnistkitError
@@ -20,22 +20,21 @@ from mnistkit.metrics import EvalResult, evaluate_logits
 from mnistkit.models import infer
 from mnistkit.runs import load_run
 
-SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
-
-def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift uint8 (N, 28, 28) images by whole pixels, filling with background."""
-    if dy == 0 and dx == 0:
-        return images
-    padded = F.pad(images, (1, 1, 1, 1))
-    h, w = images.shape[-2:]
-    return padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+@contextmanager
+def shift_tta(model: nn.Module, on: bool):
+    """The model with its one-pixel-shift TTA (Classifier.tta_shift) on or off, restored afterwards."""
+    saved = getattr(model, "tta_shift", False)
+    model.tta_shift = on
+    try:
+        yield model
+    finally:
+        model.tta_shift = saved
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False, batch_size: int = 2000) -> torch.Tensor:
-    shifts = SHIFTS if tta else SHIFTS[:1]
-    total = sum(infer(model, shift_images(images, dy, dx), batch_size).softmax(1) for dy, dx in shifts)
-    return total / len(shifts)
+    with shift_tta(model, tta):
+        return infer(model, images, batch_size).softmax(1)
 
 
 @dataclass

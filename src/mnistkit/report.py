@@ -33,13 +33,13 @@ class Figure:
 
 @contextmanager
 def single_pass(model: nn.Module):
-    """Hooks below must see one forward pass per image: switch off the mirrored second pass of TTA."""
-    tta = getattr(model, "tta_hflip", False)
-    model.tta_hflip = False
+    """Hooks below must see one forward pass per image: switch off the extra passes of TTA."""
+    tta = getattr(model, "tta_hflip", False), getattr(model, "tta_shift", False)
+    model.tta_hflip = model.tta_shift = False
     try:
         yield model
     finally:
-        model.tta_hflip = tta
+        model.tta_hflip, model.tta_shift = tta
 
 
 @torch.inference_mode()

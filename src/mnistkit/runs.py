@@ -101,6 +101,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     model = create_model(config.model, classes=classes, **config.model_kwargs)
     load_state_checked(model, weights, str(run_dir / WEIGHTS_FILE), config.model)
     model.tta_hflip = json.loads(meta.get("tta_hflip", "false")) is True
+    model.tta_shift = json.loads(meta.get("tta_shift", "false")) is True
     threshold = json.loads(meta.get("ood_threshold", "null"))
     model.ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     model.item = get_dataset_spec(config.dataset).item
@@ -145,7 +146,8 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 def save_weights(run_dir: Path, model: Classifier, config: TrainConfig, classes: tuple[str, ...]) -> None:
     meta = {"model": config.model, "dataset": config.dataset, "classes": json.dumps(list(classes)),
-            "tta_hflip": json.dumps(bool(model.tta_hflip)), "ood_threshold": json.dumps(model.ood_threshold)}
+            "tta_hflip": json.dumps(bool(model.tta_hflip)),
+            "tta_shift": json.dumps(bool(model.tta_shift)), "ood_threshold": json.dumps(model.ood_threshold)}
     save_tensors(run_dir / WEIGHTS_FILE, model.state_dict(), metadata=meta)
 
 

@@ -117,17 +117,30 @@ def validate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: 
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
-def choose_flip_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
-    """For data trained with flips: average each image with its mirror at inference if, and only if,
-    that raises validation accuracy. Returns both accuracies for metrics.json."""
-    labels = splits.val_labels
-    plain = infer(model, splits.val_images, cfg.eval_batch_size)
-    mirrored = infer(model, splits.val_images.flip(-1), cfg.eval_batch_size)
-    accuracy = {name: (logits.argmax(1) == labels).float().mean().item()
-                for name, logits in (("plain", plain), ("hflip", plain + mirrored))}
-    model.tta_hflip = accuracy["hflip"] > accuracy["plain"]
-    return {"tta_hflip": model.tta_hflip, "val_accuracy_plain": accuracy["plain"],
-            "val_accuracy_hflip_tta": accuracy["hflip"]}
+def choose_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
+    """Test-time augmentation, each kind kept if, and only if, it raises validation accuracy: mirror
+    images for data trained with flips, then (``cfg.try_shift_tta``) one-pixel shifts. Returns every
+    accuracy compared, for metrics.json."""
+    found = {}
+    if len(splits.val_images) == 0:
+        return found
+
+    def val_accuracy() -> float:
+        return (infer(model, splits.val_images, cfg.eval_batch_size).argmax(1) == splits.val_labels).float().mean().item()
+
+    # (flag, tried, metrics key without it, key with it); shifts are tried on top of the mirror choice
+    kinds = (("tta_hflip", cfg.augment.hflip > 0, "val_accuracy_plain", "val_accuracy_hflip_tta"),
+             ("tta_shift", cfg.try_shift_tta, "val_accuracy_before_shift_tta", "val_accuracy_shift_tta"))
+    for flag, tried, without_key, with_key in kinds:
+        if not tried:
+            continue
+        setattr(model, flag, False)
+        without = val_accuracy()
+        setattr(model, flag, True)
+        with_it = val_accuracy()
+        setattr(model, flag, with_it > without)
+        found.update({flag: with_it > without, without_key: without, with_key: with_it})
+    return found
 
 
 def calibrate_abstention(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
@@ -286,7 +299,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
 
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
-    tta = choose_flip_tta(eval_model, splits, cfg) if cfg.augment.hflip > 0 else {}
+    tta = choose_tta(eval_model, splits, cfg)
     abstention = calibrate_abstention(eval_model, splits, cfg)  # after TTA: the threshold is for the final model
     if ranks.main:
         runs.save_weights(run_dir, eval_model, cfg, splits.classes)

@@ -10,10 +10,11 @@ from mnistkit.models.registry import (
     infer,
     list_models,
     register_model,
+    shift_images,
 )
 from mnistkit.models.summary import count_macs, count_parameters, summarize
 
 __all__ = [
     "Classifier", "ModelEntry", "as_image_batch", "count_macs", "count_parameters", "create_model", "get_model_entry",
-    "infer", "list_models", "register_model", "summarize",
+    "infer", "list_models", "register_model", "shift_images", "summarize",
 ]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnistkit.errors import MnistkitError, UnknownNameError
@@ -60,6 +61,20 @@ def as_image_batch(images: torch.Tensor | np.ndarray, device: torch.device | str
     return x
 
 
+# One-pixel shifts averaged by shift TTA: the image itself and its four neighbours.
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
+
+
+def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift images (..., H, W) by whole pixels (|dy|, |dx| <= 1), filling with 0: the background of
+    images in mnistkit's convention (ink is bright)."""
+    if dy == 0 and dx == 0:
+        return images
+    padded = F.pad(images, (1, 1, 1, 1))
+    h, w = images.shape[-2:]
+    return padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+
+
 class Classifier(nn.Module):
     """A network with its input normalisation and class names: takes images (see :func:`as_image_batch`),
     returns logits."""
@@ -73,13 +88,22 @@ class Classifier(nn.Module):
         # In eval mode, also average the logits of the mirrored image: for data whose mirror image keeps
         # its class, when validation showed it helps (decided per run in `train`).
         self.tta_hflip = False
+        # In eval mode, average the logits over the image shifted by one pixel each way (TTA_SHIFTS): also
+        # decided per run on validation, where the recipe asks for it (TrainConfig.tta_shift).
+        self.tta_shift = False
         # Inputs whose out-of-distribution score (metrics.energy_score) lies above this are answered "not a
         # <item>" (e.g. "not a digit"); chosen on validation data per run in `train`. None: never abstain.
         self.ood_threshold: float | None = None
         self.item = ""  # what one input is ("digit"); "" for data whose items have no common name
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (as_image_batch(images) - self.mean) / self.std
+        x = as_image_batch(images)
+        if self.tta_shift and not self.training:
+            return sum(self.logits(shift_images(x, dy, dx)) for dy, dx in TTA_SHIFTS) / len(TTA_SHIFTS)
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
         # A 1-channel tensor's memory format is ambiguous, so normalising drops channels-last; restore it
         # when the network's weights use it, or the first convolution takes a slow reordering path.
         if x.ndim == 4 and self.first_weight_channels_last():
