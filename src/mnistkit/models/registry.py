@@ -89,7 +89,7 @@ class Classifier(nn.Module):
         # its class, when validation showed it helps (decided per run in `train`).
         self.tta_hflip = False
         # In eval mode, average the logits over the image shifted by one pixel each way (TTA_SHIFTS): also
-        # decided per run on validation, where the recipe asks for it (TrainConfig.tta_shift).
+        # decided per run on validation, where the recipe asks for it (TrainConfig.try_shift_tta).
         self.tta_shift = False
         # Inputs whose out-of-distribution score (metrics.energy_score) lies above this are answered "not a
         # <item>" (e.g. "not a digit"); chosen on validation data per run in `train`. None: never abstain.
