@@ -87,11 +87,11 @@ def cli_run(args: list[str], out: Path) -> dict:
 
 def tta_summary(metrics: dict) -> str:
     """Which test-time augmentations validation kept, and the validation accuracy of each step tried."""
-    steps = [(name, metrics[with_key]) for flag, name, with_key in (("tta_hflip", "flip", "val_accuracy_hflip_tta"),
-                                                                      ("tta_shift", "shift", "val_accuracy_shift_tta"))
+    steps = [(name, flag, with_key) for flag, name, with_key in (("tta_hflip", "flip", "val_accuracy_hflip_tta"),
+                                                                   ("tta_shift", "shift", "val_accuracy_shift_tta"))
              if flag in metrics]
-    kept = [name for name, _ in steps if metrics[f"tta_{'hflip' if name == 'flip' else name}"]]
-    tried = ", ".join(f"+{name} {acc:.4f}" for name, acc in steps)
+    kept = [name for name, flag, _ in steps if metrics[flag]]
+    tried = ", ".join(f"+{name} {metrics[with_key]:.4f}" for name, _, with_key in steps)
     return f"{' + '.join(kept) or 'none'} ({tried})" if steps else "none tried"
 
 

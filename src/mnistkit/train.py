@@ -131,15 +131,15 @@ def choose_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
     # (flag, tried, metrics key without it, key with it); shifts are tried on top of the mirror choice
     kinds = (("tta_hflip", cfg.augment.hflip > 0, "val_accuracy_plain", "val_accuracy_hflip_tta"),
              ("tta_shift", cfg.try_shift_tta, "val_accuracy_before_shift_tta", "val_accuracy_shift_tta"))
-    for flag, tried, without_key, with_key in kinds:
-        if not tried:
-            continue
-        setattr(model, flag, False)
-        without = val_accuracy()
+    kinds = [k for k in kinds if k[1]]
+    model.tta_hflip = model.tta_shift = False
+    current = val_accuracy() if kinds else None  # the model as it stands: each kind is one more pass to compare
+    for flag, _, without_key, with_key in kinds:
         setattr(model, flag, True)
         with_it = val_accuracy()
-        setattr(model, flag, with_it > without)
-        found.update({flag: with_it > without, without_key: without, with_key: with_it})
+        setattr(model, flag, with_it > current)
+        found.update({flag: with_it > current, without_key: current, with_key: with_it})
+        current = max(current, with_it)
     return found
 
 
