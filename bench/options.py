@@ -1,6 +1,7 @@
 """Which speed options help on this machine: channels-last, bf16 autocast and torch.compile, side by side.
 
-    python bench/options.py            # training and inference throughput of the default model (mknet-s)
+    python bench/options.py                                  # the default model (mknet-s), every setting
+    python bench/options.py --presets default,fast,best --settings cl,bf16   # is bf16 worth it, per model
 
 Each option is measured against the plain setting in the same run, on the same random batches.
 """
@@ -59,35 +60,49 @@ def infer_throughput(model, device, channels_last: bool, bf16: bool) -> float:
     return time_inference(run, seconds=5.0)["infer_batch1024_img_s"]
 
 
+SETTINGS = {  # key: (label, channels-last, bf16 autocast, torch.compile)
+    "plain": ("plain (NCHW, fp32, eager)", False, False, False),
+    "cl": ("channels-last", True, False, False),
+    "bf16": ("channels-last + bf16 autocast", True, True, False),
+    "compile": ("channels-last + torch.compile", True, False, True),
+}
+
+
 def main() -> None:
-    from mnistkit import create_model
+    from mnistkit import create_model, make_config
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--model", default="mknet-s")
+    parser.add_argument("--presets", default="default", help="comma-separated presets whose models to measure")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {list(SETTINGS)}")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
-    for name, cl, bf16, compiled in [("plain (NCHW, fp32, eager)", False, False, False),
-                                     ("channels-last", True, False, False),
-                                     ("channels-last + bf16 autocast", True, True, False),
-                                     ("channels-last + torch.compile", True, False, True)]:
-        torch.manual_seed(0)
-        model = create_model(args.model, mean=0.13, std=0.31)
-        start = time.perf_counter()
-        if compiled:
-            model = torch.compile(model)
-        train = train_throughput(model, device, cl, bf16)
-        infer = infer_throughput(model, device, cl, bf16)
-        rows.append([name, f"{train:,.0f}", f"{infer:,.0f}", f"{time.perf_counter() - start:.0f}"])
-        print(rows[-1], flush=True)
-    table = markdown_table(["setting", "train img/s (batch 128)", "infer img/s (batch 1024)",
-                            "wall s incl. compile"], rows)
+    for preset in args.presets.split(","):
+        cfg = make_config(preset)
+        label = " ".join(filter(None, [f"`{cfg.model}`", str(cfg.model_kwargs or ""), f"(`{preset}`)"]))
+        base = None
+        for key in args.settings.split(","):
+            name, cl, bf16, compiled = SETTINGS[key]
+            torch.manual_seed(0)
+            model = create_model(cfg.model, mean=0.13, std=0.31, **cfg.model_kwargs)
+            start = time.perf_counter()
+            if compiled:
+                model = torch.compile(model)
+            train = train_throughput(model, device, cl, bf16)
+            infer = infer_throughput(model, device, cl, bf16)
+            base = base or train
+            rows.append([label, name, f"{train:,.0f}", f"{train / base:.2f}x", f"{infer:,.0f}",
+                         f"{time.perf_counter() - start:.0f}"])
+            print(rows[-1], flush=True)
+    table = markdown_table(["model (preset)", "setting", "train img/s (batch 128)", "train vs first setting",
+                            "infer img/s (batch 1024)", "wall s incl. compile"], rows)
     print(table)
     if not args.no_append:
-        append_section(f"Speed options for `{args.model}` ({args.device})",
-                       f"python bench/options.py --device {args.device}", table)
+        append_section(f"Speed options ({args.device})",
+                       f"python bench/options.py --device {args.device} --presets {args.presets} "
+                       f"--settings {args.settings}", table)
 
 
 if __name__ == "__main__":

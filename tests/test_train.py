@@ -7,7 +7,7 @@ import mnistkit
 from mnistkit import fileio, runs
 from mnistkit.config import TrainConfig, make_config
 from mnistkit.errors import CheckpointError, MnistkitError
-from mnistkit.train import learning_rate
+from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16
 
 
 def small_config(data_dir, out, **kw):
@@ -136,3 +136,16 @@ def test_time_budget_stops_training(small_mnist_dir, tmp_path):
     assert 1 <= result.metrics["epochs"] < 50
     assert 1.5 <= result.metrics["train_seconds"] < 6
     assert result.metrics["val_accuracy"] > 0.5
+
+
+def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):
+    native = native_cpu_bf16()
+    assert autocast_dtype(TrainConfig(amp=False), torch.device("cpu")) is None
+    assert autocast_dtype(TrainConfig(amp=True), torch.device("cpu")) == (torch.bfloat16 if native else None)
+    fp32 = mnistkit.train(small_config(small_mnist_dir, tmp_path / "fp32", epochs=2, device="cpu"))
+    amp = mnistkit.train(small_config(small_mnist_dir, tmp_path / "amp", epochs=2, device="cpu", amp=True))
+    assert fp32.metrics["train_dtype"] == "float32"
+    assert amp.metrics["train_dtype"] == ("bfloat16" if native else "float32")
+    weights, _ = runs.load_tensors(tmp_path / "amp" / "model.safetensors")
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # autocast, not .half()
+    assert amp.metrics["val_accuracy"] > 0.8 and abs(amp.metrics["val_accuracy"] - fp32.metrics["val_accuracy"]) < 0.05

@@ -73,7 +73,7 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run in this directory.")] = None,
     test_every_epoch: Annotated[bool | None, typer.Option(help="Also report test accuracy after every epoch.")] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the model (helps on GPU).")] = None,
-    amp: Annotated[bool | None, typer.Option(help="bf16 autocast on CUDA.")] = None,
+    amp: Annotated[bool | None, typer.Option(help="bf16 autocast for training (CUDA, or a CPU with native bf16).")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html with all figures after training.")] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars and per-epoch lines.")] = True,
 ) -> None:
