@@ -162,7 +162,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # One epoch of mknet-xs (strided stem): over 5 seeds as accurate on validation as mknet-s once label
     # smoothing is on, and a third faster (`python bench/fast_candidates.py`, BENCHMARKS.md).
     "fast": dict(model="mknet-xs", epochs=1, lr=0.3, label_smoothing=0.1, augment=NO_AUGMENTATION),
-    "best": dict(model="mknet-l", epochs=30, label_smoothing=0.1, augment=STRONG_AUGMENTATION, ema_decay=0.999),
+    "best": dict(model="mknet-l", epochs=30, amp=True, label_smoothing=0.1, augment=STRONG_AUGMENTATION, ema_decay=0.999),
     # Chosen on validation with `python bench/fashion.py --sweep` (BENCHMARKS.md): two extra convs per
     # stage, shifts and mirror images (random erasing and mknet-l did not help at this length).
     "fashion-mnist": dict(model="mknet-m", model_kwargs={"extra_convs": 2}, dataset="fashion-mnist", epochs=30,
