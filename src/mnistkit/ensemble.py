@@ -8,7 +8,6 @@ on the test split, and both settings are reported.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +16,13 @@ from torch import nn
 
 from mnistkit.errors import MnistkitError
 from mnistkit.metrics import EvalResult, evaluate_logits
-from mnistkit.models import infer
+from mnistkit.models import infer, tta_set
 from mnistkit.runs import load_run
 
 
-@contextmanager
 def shift_tta(model: nn.Module, on: bool):
     """The model with its one-pixel-shift TTA (Classifier.tta_shift) on or off, restored afterwards."""
-    saved = getattr(model, "tta_shift", False)
-    model.tta_shift = on
-    try:
-        yield model
-    finally:
-        model.tta_shift = saved
+    return tta_set(model, tta_shift=on)
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False, batch_size: int = 2000) -> torch.Tensor:

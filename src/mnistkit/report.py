@@ -6,7 +6,6 @@ import base64
 import html
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mnistkit.data.datasets import load_dataset
 from mnistkit.evaluate import evaluate
 from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.fileio import atomic_write_json, atomic_write_text
-from mnistkit.models import infer
+from mnistkit.models import infer, tta_set
 from mnistkit.runs import EVAL_FILE, FIGURES_DIR, REPORT_FILE, load_run, read_history, read_steps
 
 
@@ -31,15 +30,9 @@ class Figure:
     caption: str
 
 
-@contextmanager
 def single_pass(model: nn.Module):
     """Hooks below must see one forward pass per image: switch off the extra passes of TTA."""
-    tta = getattr(model, "tta_hflip", False), getattr(model, "tta_shift", False)
-    model.tta_hflip = model.tta_shift = False
-    try:
-        yield model
-    finally:
-        model.tta_hflip, model.tta_shift = tta
+    return tta_set(model, tta_hflip=False, tta_shift=False)
 
 
 @torch.inference_mode()

@@ -11,10 +11,11 @@ from mnistkit.models.registry import (
     list_models,
     register_model,
     shift_images,
+    tta_set,
 )
 from mnistkit.models.summary import count_macs, count_parameters, summarize
 
 __all__ = [
     "Classifier", "ModelEntry", "as_image_batch", "count_macs", "count_parameters", "create_model", "get_model_entry",
-    "infer", "list_models", "register_model", "shift_images", "summarize",
+    "infer", "list_models", "register_model", "shift_images", "summarize", "tta_set",
 ]

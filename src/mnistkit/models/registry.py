@@ -12,6 +12,7 @@ or float, (N, 28, 28) or (N, 1, 28, 28), tensor or NumPy) into the float batch a
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,19 @@ def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     padded = F.pad(images, (1, 1, 1, 1))
     h, w = images.shape[-2:]
     return padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+
+
+@contextmanager
+def tta_set(model: nn.Module, **flags: bool):
+    """The model with its TTA switches (``tta_hflip``, ``tta_shift``) set as given, restored afterwards."""
+    saved = {name: getattr(model, name, False) for name in flags}
+    for name, on in flags.items():
+        setattr(model, name, on)
+    try:
+        yield model
+    finally:
+        for name, on in saved.items():
+            setattr(model, name, on)
 
 
 class Classifier(nn.Module):
