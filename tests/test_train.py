@@ -6,8 +6,10 @@ import torch
 import mnistkit
 from mnistkit import fileio, runs
 from mnistkit.config import TrainConfig, make_config
+from mnistkit.distributed import Ranks
 from mnistkit.errors import CheckpointError, MnistkitError
-from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16
+from mnistkit.evaluate import evaluate_run
+from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16, validate
 
 
 def small_config(data_dir, out, **kw):
@@ -149,3 +151,9 @@ def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):
     weights, _ = runs.load_tensors(tmp_path / "amp" / "model.safetensors")
     assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # autocast, not .half()
     assert amp.metrics["val_accuracy"] > 0.8 and abs(amp.metrics["val_accuracy"] - fp32.metrics["val_accuracy"]) < 0.05
+    # Epochs are validated in the training dtype, but the reported accuracy is the saved fp32 model's.
+    assert amp.metrics["val_accuracy"] == pytest.approx(evaluate_run(tmp_path / "amp", split="val").accuracy)
+    images, labels = amp.splits().part("val")
+    in_bf16 = validate(amp.model, images, labels, amp.config, Ranks(), torch.bfloat16)
+    in_fp32 = validate(amp.model, images, labels, amp.config, Ranks())
+    assert in_bf16 != in_fp32 and in_bf16 == pytest.approx(in_fp32, abs=0.01)  # bf16 ran, and agrees

@@ -18,6 +18,7 @@ from typing import Any
 from mnistkit.data.augment import AugmentConfig
 from mnistkit.data.datasets import get_dataset_spec
 from mnistkit.errors import MnistkitError, UnknownNameError
+from mnistkit.models import EVAL_BATCH_SIZE
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 COMPARE_MODELS = ("mlp", "lenet", "cnn-16-32", "cnn-32-64", "inception", "resnet", "mknet-s")
@@ -69,8 +70,8 @@ class TrainConfig:
     device: str = "auto"
     channels_last: bool = True
     compile: bool = False
-    amp: bool = False  # bf16 autocast for the training steps, on CUDA and on CPUs with native bf16 (else fp32)
-    eval_batch_size: int = 2000
+    amp: bool = False  # bf16 autocast for training steps and per-epoch validation, where bf16 is native (else fp32)
+    eval_batch_size: int = EVAL_BATCH_SIZE
     # After training, also try averaging over one-pixel shifts at inference (5x the inference cost);
     # kept only if validation accuracy rises. Mirror images are tried whenever augment.hflip > 0.
     try_shift_tta: bool = False

@@ -16,7 +16,7 @@ from torch import nn
 
 from mnistkit.errors import MnistkitError
 from mnistkit.metrics import EvalResult, evaluate_logits
-from mnistkit.models import infer, tta_set
+from mnistkit.models import EVAL_BATCH_SIZE, infer, tta_set
 from mnistkit.runs import load_run
 
 
@@ -25,7 +25,8 @@ def shift_tta(model: nn.Module, on: bool):
     return tta_set(model, tta_shift=on)
 
 
-def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False, batch_size: int = 2000) -> torch.Tensor:
+def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False,
+                  batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     with shift_tta(model, tta):
         return infer(model, images, batch_size).softmax(1)
 

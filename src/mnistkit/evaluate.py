@@ -9,12 +9,12 @@ from torch import nn
 
 from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import EvalResult, evaluate_logits
-from mnistkit.models import infer
+from mnistkit.models import EVAL_BATCH_SIZE, infer
 from mnistkit.runs import eval_file, load_run
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...],
-             batch_size: int = 2000) -> EvalResult:
+             batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
     return evaluate_logits(infer(model, images, batch_size), labels, classes)
 
 
