@@ -1,6 +1,6 @@
 """Accuracy and time of the `default` preset, of `best` over several seeds, and of their ensemble.
 
-    python bench/accuracy.py --members 6           # ~40 min on a 2-core CPU; appends to BENCHMARKS.md
+    python bench/accuracy.py --members 12          # ~60 min on a 2-core CPU; appends to BENCHMARKS.md
 
 Every choice is made on the validation split, and the test split is only reported:
 - the single model is the `best` run with the highest validation accuracy;
