@@ -2,8 +2,9 @@
 
 import pytest
 
-from mnistkit.ensemble import evaluate_ensemble, shift_tta
+from mnistkit.ensemble import evaluate_ensemble
 from mnistkit.errors import MnistkitError
+from mnistkit.models import tta_set
 from mnistkit.runs import load_run
 
 
@@ -16,7 +17,7 @@ def test_tta_is_chosen_on_validation_and_both_settings_reported(trained_run):
     forced = evaluate_ensemble([trained_run], tta=not found.tta)
     assert not forced.tta_chosen_on_validation and forced.tta != found.tta
     model = load_run(trained_run).model
-    with shift_tta(model, True):
+    with tta_set(model, tta_shift=True):
         assert model.tta_shift
     assert model.tta_shift is False  # the switch is put back
 

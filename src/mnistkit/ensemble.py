@@ -20,14 +20,9 @@ from mnistkit.models import EVAL_BATCH_SIZE, infer, tta_set
 from mnistkit.runs import load_run
 
 
-def shift_tta(model: nn.Module, on: bool):
-    """The model with its one-pixel-shift TTA (Classifier.tta_shift) on or off, restored afterwards."""
-    return tta_set(model, tta_shift=on)
-
-
 def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False,
                   batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
-    with shift_tta(model, tta):
+    with tta_set(model, tta_shift=tta):
         return infer(model, images, batch_size).softmax(1)
 
 
