@@ -274,7 +274,9 @@ pad.addEventListener("pointermove", (event) => {
 });
 for (const type of ["pointerup", "pointercancel", "pointerleave"]) {
   pad.addEventListener(type, () => {
-    if (drawing) { drawing = false; predict(); }
+    // dirty: the result on screen, or one computed live mid-stroke, has no explanation yet; if a live
+    // prediction is still in flight, its finally re-runs predict() with the heat map.
+    if (drawing) { drawing = false; dirty = true; predict(); }
   });
 }
 document.getElementById("clear").addEventListener("click", clearPad);
