@@ -65,6 +65,7 @@ SETTINGS = {  # key: (label, channels-last, bf16 autocast, torch.compile)
     "cl": ("channels-last", True, False, False),
     "bf16": ("channels-last + bf16 autocast", True, True, False),
     "compile": ("channels-last + torch.compile", True, False, True),
+    "bf16-compile": ("channels-last + bf16 autocast + torch.compile", True, True, True),
 }
 
 
