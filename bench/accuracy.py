@@ -33,15 +33,12 @@ RUNS = ROOT / "runs" / "bench"
 def train_job(preset: str, seed: int, epochs: int | None, device: str, tag: str = "",
               assignments: list[str] = ()) -> dict:
     import mnistkit
-    from mnistkit.config import merge, parse_assignment
+    from mnistkit.config import build_config
 
     out = RUNS / (f"{preset}{'-' + tag if tag else ''}-seed{seed}" + ("" if epochs is None else f"-{epochs}ep"))
-    overrides: dict = {}
-    for text in assignments:
-        overrides = merge(overrides, parse_assignment(text))
+    options = dict(seed=seed, epochs=epochs, out=str(out), device=device)
     start = time.perf_counter()
-    result = mnistkit.train(mnistkit.make_config(preset, seed=seed, epochs=epochs, out=str(out),
-                                                 device=device, **overrides))
+    result = mnistkit.train(build_config(preset, options=options, assignments=list(assignments)))
     wall = time.perf_counter() - start
     info = {"run_dir": str(out), "preset": preset, "seed": seed, **result.metrics, "wall_seconds": wall,
             "peak_rss_mib": peak_rss_mib()}
