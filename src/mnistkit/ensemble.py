@@ -58,7 +58,8 @@ def evaluate_ensemble(run_dirs: list[str | Path], tta: bool | None = None, split
     if not run_dirs:
         raise MnistkitError("ensemble: give at least one run directory")
     members = [load_run(d) for d in run_dirs]
-    datasets = {(r.config.dataset, r.config.data_dir) for r in members}
+    # A data_dir typed relative in one run and absolute in another is still the same data.
+    datasets = {(r.config.dataset, r.config.data_dir and str(Path(r.config.data_dir).resolve())) for r in members}
     if len(datasets) > 1:
         raise MnistkitError(f"ensemble: the runs were trained on different datasets: {sorted(map(str, datasets))}")
     models = [r.model for r in members]
