@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from mnistkit.config import make_config
+from mnistkit.distributed import exit_process
 from mnistkit.train import train
 
 
@@ -32,16 +33,12 @@ def worker(rank: int, world: int, port: int, config: dict, resume: bool, stop_af
     cfg = make_config("fast", **config)
     try:
         run = train(None if resume else cfg, resume=cfg.out if resume else None, on_epoch=interrupt)
+        assert not torch.distributed.is_initialized()  # train() left the group
         save_file({k: v.contiguous() for k, v in run.model.state_dict().items()}, f"{results}/rank{rank}.safetensors")
     except KeyboardInterrupt:
         torch.distributed.barrier()  # both stopped at the same epoch; leave the group together
         torch.distributed.destroy_process_group()
-    # Skip the interpreter's teardown: the C++ destructors of the process group's threads at exit
-    # occasionally abort a spawned child ("terminate called without an active exception") after its
-    # work is done and saved, which would fail the test for a reason that is not mnistkit's.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_process(0)  # as the CLI ends a torchrun process (see distributed.exit_process)
 
 
 def spawn(config: dict, results, resume: bool = False, stop_after: int = 0) -> None:

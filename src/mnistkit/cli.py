@@ -26,13 +26,22 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 def main() -> None:
     """Entry point: user errors print one line instead of a traceback."""
+    from mnistkit.distributed import exit_process, from_env
     from mnistkit.errors import MnistkitError
 
     try:
         app(prog_name="mnistkit")
+        code: int | str | None = 0
     except MnistkitError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        code = 2
+    except SystemExit as done:
+        code = done.code
+    if from_env().distributed:
+        if isinstance(code, str):
+            err_console.print(code)
+        exit_process(code if isinstance(code, int) else int(code is not None))
+    sys.exit(code)
 
 
 def run_table(title: str, columns: list[str], rows: list[list]) -> None:

@@ -12,7 +12,9 @@ seed follow the same sample order and learning-rate schedule as one process.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -60,6 +62,18 @@ def stop(ranks: Ranks) -> None:
     if ranks.distributed and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process at once, without the interpreter's teardown, after flushing its output.
+
+    A process that wrapped a model in DistributedDataParallel keeps the gloo group's threads running
+    after ``destroy_process_group`` (torch 2.13: DDP leaves a C++ reference to the group), and
+    destroying them at interpreter exit now and then aborts a process whose work is done and saved
+    ("terminate called without an active exception"). Processes started by torchrun end here."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def local_batch(batch_size: int, ranks: Ranks) -> int:

@@ -214,7 +214,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     optimizer = make_optimizer(cfg, model)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     # DDP averages gradients; batch-norm statistics are averaged once an epoch instead (average_buffers).
-    step_fn = DistributedDataParallel(model, broadcast_buffers=False) if ranks.distributed else model
+    step_fn = DistributedDataParallel(model, forward_sync_buffers=False) if ranks.distributed else model
     step_fn = torch.compile(step_fn) if cfg.compile else step_fn
     amp_dtype = autocast_dtype(cfg, device)
     if cfg.amp and amp_dtype is None and cfg.progress:
