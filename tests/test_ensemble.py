@@ -44,3 +44,51 @@ def test_runs_on_different_data_refuse_to_mix(trained_run, small_mnist_dir, tmp_
     assert len(evaluate_ensemble([other.run_dir, relative]).member_accuracy) == 2
     with pytest.raises(MnistkitError, match="at least one run"):
         evaluate_ensemble([])
+
+
+def test_greedy_selection_keeps_helpful_members_within_the_budget():
+    import torch
+
+    from mnistkit.ensemble import greedy_selection
+
+    labels = torch.tensor([0, 1, 0, 1])
+    right = torch.tensor([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.2, 0.8]])
+    wrong = torch.nn.functional.one_hot(1 - labels, 2).float()  # sure of the other class every time
+    other_right = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.9, 0.1], [0.4, 0.6]])  # right, errs elsewhere
+    probs, costs = [wrong, right, other_right], [1.0, 1.0, 5.0]
+    assert greedy_selection(probs, labels, costs) == [1, 2]  # as few errors with both; the wrong one adds errors
+    assert greedy_selection(probs, labels, costs, budget=3.0) == [1]  # the second no longer fits
+    assert greedy_selection(probs, labels, costs, budget=0.5) == []
+
+
+def test_select_members_applies_a_training_budget(trained_run, tmp_path):
+    import json
+    import shutil
+
+    from mnistkit.ensemble import select_members
+
+    cheap, costly = tmp_path / "cheap", tmp_path / "costly"
+    for run, seconds in ((cheap, 10.0), (costly, 1000.0)):
+        shutil.copytree(trained_run, run)
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "train_seconds": seconds}))
+    assert select_members([costly, cheap], budget_seconds=60) == [cheap]
+    assert select_members([costly, cheap]) == [costly, cheap]  # equal: the first, then the copy adds no error
+    with pytest.raises(MnistkitError, match="no run fits"):
+        select_members([costly], budget_seconds=60)
+
+
+def test_ensemble_command_selects_members(trained_run, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mnistkit.cli import app
+
+    out = tmp_path / "ensemble.json"
+    result = CliRunner().invoke(app, ["ensemble", str(trained_run), str(trained_run), "--select", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "chosen on validation: 2 of 2 runs" in result.output  # a copy adds no error: the longer prefix
+    assert len(json.loads(out.read_text())["runs"]) == 2
+    result = CliRunner().invoke(app, ["ensemble", str(trained_run), "--budget-minutes", "5"])
+    assert isinstance(result.exception, MnistkitError) and "needs --select" in str(result.exception)

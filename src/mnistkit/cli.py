@@ -321,15 +321,25 @@ def ensemble(
                                           "it raises validation accuracy), on or off.")] = "auto",
     split: Annotated[str, typer.Option(help="test or val.")] = "test",
     out: Annotated[Path | None, typer.Option(help="Write the result as JSON here.")] = None,
+    select: Annotated[bool, typer.Option(help="Choose the members on validation (greedy forward selection: fewest "
+                                              "errors, then log-loss) instead of averaging every run given.")] = False,
+    budget_minutes: Annotated[float | None, typer.Option(help="With --select: the most minutes of training "
+                                                              "(summed over members) the ensemble may cost.")] = None,
 ) -> None:
     """Average the predictions of several runs (with TTA if validation says so) and score them."""
-    from mnistkit.ensemble import evaluate_ensemble
+    from mnistkit.ensemble import evaluate_ensemble, select_members
     from mnistkit.errors import MnistkitError
     from mnistkit.fileio import atomic_write_json
 
     choices = {"auto": None, "on": True, "off": False}
     if tta not in choices:
         raise MnistkitError(f"--tta must be auto, on or off, found '{tta}'")
+    if budget_minutes is not None and not select:
+        raise MnistkitError("--budget-minutes needs --select")
+    if select:
+        given = len(run_dirs)
+        run_dirs = select_members(run_dirs, 60 * budget_minutes if budget_minutes is not None else float("inf"))
+        console.print(f"chosen on validation: {len(run_dirs)} of {given} runs: {', '.join(map(str, run_dirs))}")
     found = evaluate_ensemble(run_dirs, tta=choices[tta], split=split)
     how = "chosen on validation" if found.tta_chosen_on_validation else "as asked"
     console.print(f"validation accuracy: {found.val_accuracy['plain']:.4f} plain, {found.val_accuracy['tta']:.4f} "

@@ -17,7 +17,7 @@ from torch import nn
 from mnistkit.errors import MnistkitError
 from mnistkit.metrics import EvalResult, evaluate_logits
 from mnistkit.models import EVAL_BATCH_SIZE, infer, tta_set
-from mnistkit.runs import load_run
+from mnistkit.runs import Run, load_run
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, tta: bool = False,
@@ -52,9 +52,8 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probs.argmax(1) == labels).float().mean())
 
 
-def evaluate_ensemble(run_dirs: list[str | Path], tta: bool | None = None, split: str = "test") -> EnsembleResult:
-    """Average the members' probabilities. ``tta=None`` turns TTA on only if it raises validation
-    accuracy; the numbers on ``split`` are computed after that choice, for both settings."""
+def load_members(run_dirs: list[str | Path]) -> list[Run]:
+    """The runs, checked to be trained on one dataset."""
     if not run_dirs:
         raise MnistkitError("ensemble: give at least one run directory")
     members = [load_run(d) for d in run_dirs]
@@ -62,6 +61,69 @@ def evaluate_ensemble(run_dirs: list[str | Path], tta: bool | None = None, split
     datasets = {(r.config.dataset, r.config.data_dir and str(Path(r.config.data_dir).resolve())) for r in members}
     if len(datasets) > 1:
         raise MnistkitError(f"ensemble: the runs were trained on different datasets: {sorted(map(str, datasets))}")
+    return members
+
+
+def greedy_selection(val_probs: list[torch.Tensor], val_labels: torch.Tensor, costs: list[float],
+                     budget: float = float("inf")) -> list[int]:
+    """Forward selection of ensemble members on validation (after Caruana et al., 2004), without
+    replacement: order the candidates by adding, each time, the one that leaves the averaged
+    probabilities with the fewest validation errors (ties broken by log-loss) while the summed cost
+    stays within ``budget``; then keep the prefix of that order with the fewest errors, the longest
+    among equals. Stopping at the first rise instead would let one or two images of a small split end
+    the search, and of two ensembles that err equally often on validation the larger one is the safer
+    bet. (Log-loss alone misleads: it ranks label-smoothed members by their confidence.)
+    Returns the chosen indices in the order they were added."""
+    order: list[int] = []
+    errors_after: list[int] = []
+    total = torch.zeros_like(val_probs[0])
+    spent = 0.0
+    while True:
+        trials = {}
+        for i, p in enumerate(val_probs):
+            if i not in order and spent + costs[i] <= budget:
+                mean = (total + p) / (len(order) + 1)
+                trials[i] = (int((mean.argmax(1) != val_labels).sum()), log_loss(mean, val_labels))
+        if not trials:
+            break
+        pick = min(trials, key=trials.get)
+        order.append(pick)
+        errors_after.append(trials[pick][0])
+        total += val_probs[pick]
+        spent += costs[pick]
+    if not order:
+        return []
+    fewest = min(errors_after)
+    keep = max(k for k, errors in enumerate(errors_after, start=1) if errors == fewest)
+    return order[:keep]
+
+
+def log_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+
+
+def select_members(run_dirs: list[str | Path], budget_seconds: float = float("inf")) -> list[Path]:
+    """The runs ``greedy_selection`` keeps on the validation split (each scored as its own run chose,
+    without the ensemble's shift TTA), their summed training time within ``budget_seconds``."""
+    members = load_members(run_dirs)
+    missing = [str(r.run_dir) for r in members if "train_seconds" not in r.metrics]
+    if budget_seconds != float("inf") and missing:
+        raise MnistkitError(f"ensemble: no train_seconds in metrics.json of {missing}, so a training-time "
+                            "budget cannot be applied")
+    val_images, val_labels = members[0].splits().part("val")
+    val_probs = [probabilities(r.model, val_images) for r in members]
+    costs = [float(r.metrics.get("train_seconds", 0.0)) for r in members]
+    chosen = greedy_selection(val_probs, val_labels, costs, budget_seconds)
+    if not chosen:
+        raise MnistkitError(f"ensemble: no run fits a training budget of {budget_seconds:.0f} s "
+                            f"(the cheapest took {min(costs):.0f} s)")
+    return [members[i].run_dir for i in chosen]
+
+
+def evaluate_ensemble(run_dirs: list[str | Path], tta: bool | None = None, split: str = "test") -> EnsembleResult:
+    """Average the members' probabilities. ``tta=None`` turns TTA on only if it raises validation
+    accuracy; the numbers on ``split`` are computed after that choice, for both settings."""
+    members = load_members(run_dirs)
     models = [r.model for r in members]
     splits = members[0].splits()
     val_images, val_labels = splits.part("val")
