@@ -92,3 +92,5 @@ def test_ensemble_command_selects_members(trained_run, tmp_path):
     assert len(json.loads(out.read_text())["runs"]) == 2
     result = CliRunner().invoke(app, ["ensemble", str(trained_run), "--budget-minutes", "5"])
     assert isinstance(result.exception, MnistkitError) and "needs --select" in str(result.exception)
+    result = CliRunner().invoke(app, ["ensemble", str(trained_run), "--select", "--budget-minutes", "-5"])
+    assert isinstance(result.exception, MnistkitError) and "must be positive, found -5" in str(result.exception)

@@ -336,6 +336,8 @@ def ensemble(
         raise MnistkitError(f"--tta must be auto, on or off, found '{tta}'")
     if budget_minutes is not None and not select:
         raise MnistkitError("--budget-minutes needs --select")
+    if budget_minutes is not None and budget_minutes <= 0:
+        raise MnistkitError(f"--budget-minutes must be positive, found {budget_minutes}")
     if select:
         given = len(run_dirs)
         run_dirs = select_members(run_dirs, 60 * budget_minutes if budget_minutes is not None else float("inf"))
