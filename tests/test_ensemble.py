@@ -56,9 +56,11 @@ def test_greedy_selection_keeps_helpful_members_within_the_budget():
     wrong = torch.nn.functional.one_hot(1 - labels, 2).float()  # sure of the other class every time
     other_right = torch.tensor([[0.6, 0.4], [0.2, 0.8], [0.9, 0.1], [0.4, 0.6]])  # right, errs elsewhere
     probs, costs = [wrong, right, other_right], [1.0, 1.0, 5.0]
-    assert greedy_selection(probs, labels, costs) == [1, 2]  # as few errors with both; the wrong one adds errors
-    assert greedy_selection(probs, labels, costs, budget=3.0) == [1]  # the second no longer fits
-    assert greedy_selection(probs, labels, costs, budget=0.5) == []
+    found = greedy_selection(probs, labels, costs)
+    assert found.order == [1, 2, 0] and found.val_errors[:2] == [0, 0] and found.val_errors[2] > 0
+    assert found.chosen == [1, 2]  # as few errors with both: the longer prefix; the wrong one adds errors
+    assert greedy_selection(probs, labels, costs, budget=3.0).chosen == [1]  # the second no longer fits
+    assert greedy_selection(probs, labels, costs, budget=0.5).chosen == []
 
 
 def test_select_members_applies_a_training_budget(trained_run, tmp_path):
@@ -72,8 +74,10 @@ def test_select_members_applies_a_training_budget(trained_run, tmp_path):
         shutil.copytree(trained_run, run)
         metrics = json.loads((run / "metrics.json").read_text())
         (run / "metrics.json").write_text(json.dumps({**metrics, "train_seconds": seconds}))
-    assert select_members([costly, cheap], budget_seconds=60) == [cheap]
-    assert select_members([costly, cheap]) == [costly, cheap]  # equal: the first, then the copy adds no error
+    assert select_members([costly, cheap], budget_seconds=60).chosen == [cheap]
+    found = select_members([costly, cheap])
+    assert found.chosen == [costly, cheap]  # equal: the first, then the copy adds no error
+    assert found.train_seconds == [1000.0, 10.0] and found.val_errors[0] == found.val_errors[1]
     with pytest.raises(MnistkitError, match="no run fits"):
         select_members([costly], budget_seconds=60)
 
@@ -89,7 +93,10 @@ def test_ensemble_command_selects_members(trained_run, tmp_path):
     result = CliRunner().invoke(app, ["ensemble", str(trained_run), str(trained_run), "--select", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "chosen on validation: 2 of 2 runs" in result.output  # a copy adds no error: the longer prefix
-    assert len(json.loads(out.read_text())["runs"]) == 2
+    assert "Greedy selection on 5,000 validation images" in result.output
+    written = json.loads(out.read_text())
+    assert len(written["runs"]) == 2 and written["selection"]["keep"] == 2
+    assert written["selection"]["val_images"] == 5000 and len(written["selection"]["val_errors"]) == 2
     result = CliRunner().invoke(app, ["ensemble", str(trained_run), "--budget-minutes", "5"])
     assert isinstance(result.exception, MnistkitError) and "needs --select" in str(result.exception)
     result = CliRunner().invoke(app, ["ensemble", str(trained_run), "--select", "--budget-minutes", "-5"])

@@ -338,10 +338,17 @@ def ensemble(
         raise MnistkitError("--budget-minutes needs --select")
     if budget_minutes is not None and budget_minutes <= 0:
         raise MnistkitError(f"--budget-minutes must be positive, found {budget_minutes}")
+    picked = None
     if select:
         given = len(run_dirs)
-        run_dirs = select_members(run_dirs, 60 * budget_minutes if budget_minutes is not None else float("inf"))
-        console.print(f"chosen on validation: {len(run_dirs)} of {given} runs: {', '.join(map(str, run_dirs))}")
+        picked = select_members(run_dirs, 60 * budget_minutes if budget_minutes is not None else float("inf"))
+        minutes = [sum(picked.train_seconds[:k]) / 60 for k in range(1, len(picked.run_dirs) + 1)]
+        run_table(f"Greedy selection on {picked.val_images:,} validation images",
+                  ["added", "run", "training min (sum)", "val errors of the average", "kept"],
+                  [[k + 1, d, f"{m:.1f}", e, "yes" if k < picked.keep else ""]
+                   for k, (d, m, e) in enumerate(zip(picked.run_dirs, minutes, picked.val_errors))])
+        run_dirs = picked.chosen
+        console.print(f"chosen on validation: {len(run_dirs)} of {given} runs")
     found = evaluate_ensemble(run_dirs, tta=choices[tta], split=split)
     how = "chosen on validation" if found.tta_chosen_on_validation else "as asked"
     console.print(f"validation accuracy: {found.val_accuracy['plain']:.4f} plain, {found.val_accuracy['tta']:.4f} "
@@ -352,7 +359,8 @@ def ensemble(
     console.print(f"ensemble of {len(run_dirs)}{' with TTA' if found.tta else ''}: {split} accuracy "
                   f"[bold]{found.result.accuracy:.4f}[/]")
     if out:
-        atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "split": split, **found.to_dict()})
+        selection = {"selection": picked.to_dict()} if picked else {}
+        atomic_write_json(out, {"runs": [str(d) for d in run_dirs], "split": split, **selection, **found.to_dict()})
 
 
 @app.command()

@@ -64,16 +64,29 @@ def load_members(run_dirs: list[str | Path]) -> list[Run]:
     return members
 
 
+@dataclass
+class Selection:
+    """Greedy forward selection's trace: every candidate in the order it was added, the validation
+    errors of the average after each addition, and how many of them are kept."""
+
+    order: list[int]
+    val_errors: list[int]
+    keep: int
+
+    @property
+    def chosen(self) -> list[int]:
+        return self.order[:self.keep]
+
+
 def greedy_selection(val_probs: list[torch.Tensor], val_labels: torch.Tensor, costs: list[float],
-                     budget: float = float("inf")) -> list[int]:
+                     budget: float = float("inf")) -> Selection:
     """Forward selection of ensemble members on validation (after Caruana et al., 2004), without
     replacement: order the candidates by adding, each time, the one that leaves the averaged
     probabilities with the fewest validation errors (ties broken by log-loss) while the summed cost
     stays within ``budget``; then keep the prefix of that order with the fewest errors, the longest
     among equals. Stopping at the first rise instead would let one or two images of a small split end
     the search, and of two ensembles that err equally often on validation the larger one is the safer
-    bet. (Log-loss alone misleads: it ranks label-smoothed members by their confidence.)
-    Returns the chosen indices in the order they were added."""
+    bet. (Log-loss alone misleads: it ranks label-smoothed members by their confidence.)"""
     order: list[int] = []
     errors_after: list[int] = []
     total = torch.zeros_like(val_probs[0])
@@ -91,20 +104,39 @@ def greedy_selection(val_probs: list[torch.Tensor], val_labels: torch.Tensor, co
         errors_after.append(trials[pick][0])
         total += val_probs[pick]
         spent += costs[pick]
-    if not order:
-        return []
-    fewest = min(errors_after)
-    keep = max(k for k, errors in enumerate(errors_after, start=1) if errors == fewest)
-    return order[:keep]
+    fewest = min(errors_after, default=0)
+    keep = max((k for k, errors in enumerate(errors_after, start=1) if errors == fewest), default=0)
+    return Selection(order, errors_after, keep)
 
 
 def log_loss(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
 
 
-def select_members(run_dirs: list[str | Path], budget_seconds: float = float("inf")) -> list[Path]:
-    """The runs ``greedy_selection`` keeps on the validation split (each scored as its own run chose,
-    without the ensemble's shift TTA), their summed training time within ``budget_seconds``."""
+@dataclass
+class MemberSelection:
+    """``select_members``'s answer: the runs in the order selection added them, with the training
+    seconds of each and the validation errors of the average after each; the first ``keep`` are chosen."""
+
+    run_dirs: list[Path]
+    train_seconds: list[float]
+    val_errors: list[int]
+    keep: int
+    val_images: int
+
+    @property
+    def chosen(self) -> list[Path]:
+        return self.run_dirs[:self.keep]
+
+    def to_dict(self) -> dict:
+        return {"order": [str(d) for d in self.run_dirs], "train_seconds": self.train_seconds,
+                "val_errors": self.val_errors, "keep": self.keep, "val_images": self.val_images}
+
+
+def select_members(run_dirs: list[str | Path], budget_seconds: float = float("inf")) -> MemberSelection:
+    """Greedy forward selection (``greedy_selection``) of the runs on the validation split (each
+    scored as its own run chose, without the ensemble's shift TTA), their summed training time
+    within ``budget_seconds``."""
     members = load_members(run_dirs)
     missing = [str(r.run_dir) for r in members if "train_seconds" not in r.metrics]
     if budget_seconds != float("inf") and missing:
@@ -113,11 +145,12 @@ def select_members(run_dirs: list[str | Path], budget_seconds: float = float("in
     val_images, val_labels = members[0].splits().part("val")
     val_probs = [probabilities(r.model, val_images) for r in members]
     costs = [float(r.metrics.get("train_seconds", 0.0)) for r in members]
-    chosen = greedy_selection(val_probs, val_labels, costs, budget_seconds)
-    if not chosen:
+    found = greedy_selection(val_probs, val_labels, costs, budget_seconds)
+    if not found.chosen:
         raise MnistkitError(f"ensemble: no run fits a training budget of {budget_seconds:.0f} s "
                             f"(the cheapest took {min(costs):.0f} s)")
-    return [members[i].run_dir for i in chosen]
+    return MemberSelection([members[i].run_dir for i in found.order], [costs[i] for i in found.order],
+                           found.val_errors, found.keep, len(val_labels))
 
 
 def evaluate_ensemble(run_dirs: list[str | Path], tta: bool | None = None, split: str = "test") -> EnsembleResult:
