@@ -53,6 +53,12 @@ def earlier_run(run_dir: Path) -> dict:
             "infer_batch1_ms": None}
 
 
+def shown(run_dir: str) -> str:
+    """``run_dir`` as a user in the repository root would type it."""
+    path = Path(run_dir).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else run_dir
+
+
 def number(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -114,7 +120,7 @@ def main() -> None:
         "numbers chose.",
         "",
         f"Members' test accuracy in the chosen setting: {', '.join(f'{m:.4f}' for m in ensemble.member_accuracy)}. "
-        f"Reproduce the ensemble alone with `mnistkit ensemble {' '.join(r['run_dir'] for r in bests)}`."])
+        f"Reproduce the ensemble alone with `mnistkit ensemble {' '.join(shown(r['run_dir']) for r in bests)}`."])
     print(table)
     print(notes)
     if not args.no_append:
