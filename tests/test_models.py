@@ -37,6 +37,17 @@ def test_strided_stem_skips_full_resolution_pooling():
         create_model("mknet-xs", stem="avg")
 
 
+def test_full_resolution_convs_and_per_stage_extra_convs():
+    rows = summarize(create_model("mknet-l", widths=(48, 96, 192), extra_convs=[1, 2, 2], full_res_convs=1))
+    convs = [r.output_shape for r in rows if r.kind == "Conv2d"]
+    assert convs[:2] == [(48, 28, 28), (48, 28, 28)]  # two convs see every pixel before the first pool
+    assert [c[1] for c in convs[2:]] == [14, 14, 7, 7, 7, 3, 3]  # 1 extra conv at 14x14, then 2 per stage
+    with pytest.raises(MnistkitError, match="one per stage"):
+        create_model("mknet-l", extra_convs=[1, 2])
+    with pytest.raises(MnistkitError, match="full_res_convs needs stem='pool'"):
+        create_model("mknet-xs", full_res_convs=1)
+
+
 def test_shift_tta_averages_the_logits_of_five_shifted_copies():
     model = create_model("mknet-s").eval()
     images = torch.zeros(2, 28, 28, dtype=torch.uint8)

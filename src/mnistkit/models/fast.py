@@ -11,6 +11,8 @@ backward pass (a full-resolution buffer to zero and scatter into) disappears fro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import nn
 
 from mnistkit.models.registry import register_model
@@ -32,17 +34,27 @@ def strided_stem(cout: int) -> list[nn.Module]:
 STEMS = ("pool", "stride")
 
 
-def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_convs: int = 0,
-          dropout: float = 0.0, stem: str = "pool") -> nn.Sequential:
-    """Three stages that halve the resolution (28 -> 14 -> 7 -> 3), optional extra 3x3 convs after each,
-    a linear head. The first stage is conv + max-pool (``stem="pool"``) or a strided conv (``"stride"``)."""
+def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_convs: int | Sequence[int] = 0,
+          dropout: float = 0.0, stem: str = "pool", full_res_convs: int = 0) -> nn.Sequential:
+    """Three stages that halve the resolution (28 -> 14 -> 7 -> 3), optional extra 3x3 convs after each
+    (one count for all stages, or one per stage), a linear head. The first stage is conv + max-pool
+    (``stem="pool"``) or a strided conv (``"stride"``); ``full_res_convs`` runs that many conv + BN + ReLU
+    layers at full resolution before the first pool, for data whose detail a single conv misses."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, found '{stem}'")
+    extras = [extra_convs] * len(widths) if isinstance(extra_convs, int) else list(extra_convs)
+    if len(extras) != len(widths):
+        raise ValueError(f"extra_convs must be one count or one per stage ({len(widths)}), found {extra_convs}")
+    if full_res_convs and stem == "stride":
+        raise ValueError("full_res_convs needs stem='pool': the strided stem has no full-resolution stage")
     layers: list[nn.Module] = []
     cin = 1
-    for i, w in enumerate(widths):
+    for _ in range(full_res_convs):
+        layers += [nn.Conv2d(cin, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+        cin = widths[0]
+    for i, (w, extra) in enumerate(zip(widths, extras)):
         layers += strided_stem(w) if (i == 0 and stem == "stride") else conv_pool_bn(cin, w)
-        for _ in range(extra_convs):
+        for _ in range(extra):
             layers += conv_bn(w, w)
         cin = w
     layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * 3 * 3, num_classes)]
