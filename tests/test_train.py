@@ -9,7 +9,7 @@ from mnistkit.config import TrainConfig, make_config
 from mnistkit.distributed import Ranks
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.evaluate import evaluate_run
-from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16, validate
+from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16, schedule_progress, validate
 
 
 def small_config(data_dir, out, **kw):
@@ -138,6 +138,19 @@ def test_time_budget_stops_training(small_mnist_dir, tmp_path):
     assert 1 <= result.metrics["epochs"] < 50
     assert 1.5 <= result.metrics["train_seconds"] < 6
     assert result.metrics["val_accuracy"] > 0.5
+
+
+def test_the_lr_anneals_by_whichever_of_budget_and_epochs_ends_the_run(small_mnist_dir, tmp_path):
+    assert schedule_progress(50, 100, elapsed=10, budget=100) == 0.5  # the epochs end first
+    assert schedule_progress(10, 100, elapsed=50, budget=100) == 0.5  # the clock ends first
+    assert schedule_progress(10, 100, elapsed=500, budget=0) == 0.1  # no budget: steps alone
+    assert schedule_progress(10, 100, elapsed=150, budget=100) == 1.0
+    # A budget far beyond what two epochs take: the run stops after its epochs with the lr annealed,
+    # not stranded in the warm-up as when the schedule followed the clock alone.
+    cfg = small_config(small_mnist_dir, tmp_path / "b", epochs=2, budget_seconds=1000)
+    result = mnistkit.train(cfg)
+    last = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result.metrics["epochs"] == 2 and last["lr"] < 0.01 * cfg.lr
 
 
 def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):

@@ -81,6 +81,14 @@ def learning_rate(cfg: TrainConfig, progress: float, epoch: int) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - warm) / (1 - warm))))
 
 
+def schedule_progress(step: int, total_steps: int, elapsed: float, budget: float) -> float:
+    """How far through its lr schedule a run is, in [0, 1]: the share of its steps done or, with a time
+    budget, of the budget spent, whichever is further. So the lr anneals to the end by whichever limit
+    stops the run first: the clock on a slow machine, the epochs on a fast one."""
+    done = step / total_steps
+    return min(1.0, max(done, elapsed / budget)) if budget else done
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     # No weight decay on biases and normalisation parameters: it only hurts them.
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -224,7 +232,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if steps_per_epoch == 0:
         raise MnistkitError(f"batch_size {cfg.batch_size} exceeds the {len(train_x)} training images")
     total_steps = steps_per_epoch * cfg.epochs
-    budget = cfg.budget_seconds  # if set, the schedule follows elapsed time and training stops when it is spent
+    budget = cfg.budget_seconds  # if set, training stops when it is spent (see schedule_progress for the lr)
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     ema_model = ema.model if ema is not None else None
     best_state = None  # the best-validation weights, kept by every process
@@ -257,13 +265,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
                    disable=not cfg.progress, mininterval=0.5, unit="batch")
         for i in bar:
-            if budget:
-                elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
-                if elapsed >= budget:
-                    break
-                progress = elapsed / budget
-            else:
-                progress = state["step"] / total_steps
+            elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
+            if budget and elapsed >= budget:
+                break
+            progress = schedule_progress(state["step"], total_steps, elapsed, budget)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress, epoch)
             start = i * cfg.batch_size + ranks.rank * local_batch  # this process's share of the global batch
@@ -322,6 +327,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         if on_epoch is not None:
             on_epoch(row)
 
+    if budget and state["epoch"] < cfg.epochs and cfg.progress:
+        print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {cfg.epochs} epochs "
+              "(--set budget_seconds=0 trains them all)")
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
     if amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
