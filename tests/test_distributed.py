@@ -69,14 +69,18 @@ def test_two_processes_train_one_run_and_resume_bit_for_bit(small_mnist_dir, tmp
     assert [json.loads(r)["epoch"] for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 
-def test_torchrun_starts_one_run_from_the_command_line(small_mnist_dir, tmp_path):
+def test_torchrun_starts_one_run_from_the_command_line_and_a_time_budget_stops_every_process(small_mnist_dir,
+                                                                                                tmp_path):
+    # Every process reads rank 0's clock, so all stop at the same step; on their own clocks one could stop
+    # first and leave the other waiting in the next all-reduce until the timeout.
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mnistkit",
          "train", "--preset", "fast", "--dataset", "idx", "--data-dir", str(small_mnist_dir), "--val-size", "1000",
-         "--epochs", "1", "--out", str(out), "--no-report", "--no-progress"],
+         "--epochs", "50", "--set", "budget_seconds=2", "--out", str(out), "--no-report", "--no-progress"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("test accuracy") == 1  # one process reports
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    assert metrics["world_size"] == 2 and 1 <= metrics["epochs"] < 50 and metrics["train_seconds"] >= 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == metrics["epochs"]

@@ -95,6 +95,18 @@ def average_buffers(module: torch.nn.Module, ranks: Ranks) -> None:
                 buffer.div_(ranks.world)
 
 
+def clock_of_rank0(seconds: float, ranks: Ranks, device: torch.device) -> float:
+    """Rank 0's ``seconds`` in every process (itself with one process). A time budget is read off this one
+    clock, so that every process stops at the same step: on their own clocks one process could stop a step
+    early and leave the others waiting in the next gradient all-reduce. Under a budget this is called
+    every step; a scalar broadcast costs little beside a step's gradient all-reduce."""
+    if not ranks.distributed:
+        return seconds
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.broadcast(value, src=0)
+    return value.item()
+
+
 def sum_all(values: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """The element-wise sum of ``values`` over all processes (itself with one process)."""
     if ranks.distributed:

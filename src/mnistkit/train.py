@@ -205,8 +205,6 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     ranks, device = distributed.start(resolve_device(cfg.device))
     if not ranks.main:
         cfg = dataclasses.replace(cfg, progress=False)
-    if ranks.distributed and cfg.budget_seconds:
-        raise MnistkitError("budget_seconds needs one process (each process's clock differs); give epochs instead")
     local_batch = distributed.local_batch(cfg.batch_size, ranks)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the epoch's order: the same in every process
@@ -266,6 +264,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                    disable=not cfg.progress, mininterval=0.5, unit="batch")
         for i in bar:
             elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
+            if budget and ranks.distributed:
+                elapsed = distributed.clock_of_rank0(elapsed, ranks, device)
             if budget and elapsed >= budget:
                 break
             progress = schedule_progress(state["step"], total_steps, elapsed, budget)
@@ -291,6 +291,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                 bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
                                 acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * local_batch):.4f}")
         state["train_seconds"] += time.perf_counter() - epoch_start
+        state["train_seconds"] = distributed.clock_of_rank0(state["train_seconds"], ranks, device)
         steps_done = state["step"] - first_step
         if steps_done == 0:
             break
