@@ -9,7 +9,7 @@ from mnistkit.config import TrainConfig, make_config
 from mnistkit.distributed import Ranks
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.evaluate import evaluate_run
-from mnistkit.train import autocast_dtype, learning_rate, native_cpu_bf16, schedule_progress, validate
+from mnistkit.train import EMA, autocast_dtype, learning_rate, native_cpu_bf16, schedule_progress, validate
 
 
 def small_config(data_dir, out, **kw):
@@ -151,6 +151,21 @@ def test_the_lr_anneals_by_whichever_of_budget_and_epochs_ends_the_run(small_mni
     result = mnistkit.train(cfg)
     last = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
     assert result.metrics["epochs"] == 2 and last["lr"] < 0.01 * cfg.lr
+
+
+def test_the_weight_average_warms_up_so_a_short_run_is_not_stuck_at_its_start(small_mnist_dir, tmp_path):
+    live = torch.nn.Linear(2, 1, bias=False)
+    ema = EMA(live, decay=0.999)
+    with torch.no_grad():
+        live.weight.fill_(1.0)
+        ema.model.weight.fill_(0.0)
+    ema.update(live, step=0)  # the first update's decay is 1/10: the average moves most of the way
+    assert ema.model.weight.flatten().tolist() == pytest.approx([0.9, 0.9])
+    assert ema.decay_at(10**6) == 0.999  # and later the decay asked for
+    # 2 epochs of about 40 steps each: with a fixed 0.999 the averaged weights would still be 92% the
+    # random initial ones (validation near chance).
+    result = mnistkit.train(small_config(small_mnist_dir, tmp_path / "ema", epochs=2, ema_decay=0.999))
+    assert result.metrics["val_accuracy"] > 0.9
 
 
 def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):
