@@ -273,7 +273,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                    disable=not cfg.progress, mininterval=0.5, unit="batch")
         for i in bar:
             elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
-            if budget and ranks.distributed:
+            if budget:  # every process stops on rank 0's clock
                 elapsed = distributed.clock_of_rank0(elapsed, ranks, device)
             if budget and elapsed >= budget:
                 break
