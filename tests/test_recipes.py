@@ -12,6 +12,8 @@ import mnistkit
 from mnistkit.cli import app
 from mnistkit.config import adapt_to_data, build_config, make_config
 from mnistkit.data.augment import AugmentConfig, augment_batch
+from mnistkit.metrics import energy_score, rejection_threshold
+from mnistkit.models import infer
 
 
 def digit_batch(mnist, n=16):
@@ -137,6 +139,11 @@ def test_flip_and_shift_tta_are_decided_on_validation_and_kept_with_the_weights(
     assert m["tta_shift"] == (m["val_accuracy_shift_tta"] > m["val_accuracy_before_shift_tta"])
     loaded = mnistkit.load_run(run.run_dir)
     assert (loaded.model.tta_hflip, loaded.model.tta_shift) == (m["tta_hflip"], m["tta_shift"])
+    splits = loaded.splits()
+    # The threshold and the logits handed to the report are the saved model's, TTA as kept.
+    val_scores = energy_score(infer(loaded.model, splits.val_images))
+    assert rejection_threshold(val_scores, cfg.ood_false_rejection) == pytest.approx(m["ood_threshold"], abs=1e-4)
+    assert torch.allclose(run.test_logits, infer(loaded.model, splits.test_images), atol=1e-4)
     loaded.model.tta_hflip = loaded.model.tta_shift = True  # force TTA on: the report's hooks must still see one pass
     assert len(penultimate_features(loaded.model, loaded.splits().test_images[:50])) == 50
     write_report(run.run_dir, sample=200, log=lambda *_: None)

@@ -1,11 +1,17 @@
 import csv
+import json
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 from tests.browser import browser_page
 
 from mnistkit.config import make_config
+from mnistkit.errors import MnistkitError
+from mnistkit.models import infer
 from mnistkit.report import show_samples, write_report
+from mnistkit.runs import EVAL_FILE, load_run
 
 EXPECTED = {"samples", "curves", "predictions", "confusion", "per_class", "mistakes", "mistakes_why", "filters", "feature_maps",
             "embeddings"}
@@ -34,6 +40,22 @@ def test_report_has_every_figure_and_renders_in_chromium(trained_run):
         sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
     assert len(sizes) == len(EXPECTED)
     assert all(done and w > 0 and h > 0 for done, w, h in sizes), sizes
+
+
+def test_report_scores_the_test_split_from_the_logits_it_is_handed(trained_run):
+    run = load_run(trained_run)
+    labels = run.splits().test_labels
+    quiet = lambda *_: None  # noqa: E731
+    says_zero = torch.zeros(len(labels), len(run.classes))
+    says_zero[:, 0] = 1.0
+    write_report(trained_run, sample=200, log=quiet, test_logits=says_zero)  # used, not recomputed
+    assert json.loads((trained_run / EVAL_FILE).read_text())["accuracy"] == pytest.approx((labels == 0).float().mean().item())
+    with pytest.raises(MnistkitError, match=r"test_logits of shape \(5, 10\) for 10000 test images and 10 classes"):
+        write_report(trained_run, sample=200, log=quiet, test_logits=says_zero[:5])
+    write_report(trained_run, sample=200, log=quiet)
+    own = json.loads((trained_run / EVAL_FILE).read_text())
+    write_report(trained_run, sample=200, log=quiet, test_logits=infer(run.model, run.splits().test_images))
+    assert json.loads((trained_run / EVAL_FILE).read_text()) == own  # the model's own logits: the same report
 
 
 def test_show_writes_a_labelled_grid(tmp_path):

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mnistkit.config import COMPARE_MODELS
+from mnistkit.config import COMPARE_MODELS, EMBEDDING_SAMPLE
 
 app = typer.Typer(
     help="Train, evaluate, explain and serve small-image classifiers. MNIST is bundled: "
@@ -115,7 +115,7 @@ def train(
     if report:
         from mnistkit.report import write_report
 
-        write_report(run.run_dir, log=print if run.config.progress else (lambda *_: None))
+        write_report(run.run_dir, log=print if run.config.progress else (lambda *_: None), test_logits=run.test_logits)
 
 
 @app.command("config")
@@ -291,7 +291,7 @@ def datasets() -> None:
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
-    sample: Annotated[int, typer.Option(help="Test images in the PCA/t-SNE embeddings.")] = 5000,
+    sample: Annotated[int, typer.Option(help="Test images in the PCA/t-SNE embeddings.")] = EMBEDDING_SAMPLE,
 ) -> None:
     """Draw every figure of a run (curves, predictions, confusion, mistakes, filters, feature maps,
     embeddings) into DIR/figures and gather them in one self-contained DIR/report.html."""

@@ -14,10 +14,12 @@ import torch
 from torch import nn
 
 from mnistkit import plots
+from mnistkit.config import EMBEDDING_SAMPLE
 from mnistkit.data.datasets import load_dataset
-from mnistkit.evaluate import evaluate
+from mnistkit.errors import MnistkitError
 from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.fileio import atomic_write_json, atomic_write_text
+from mnistkit.metrics import evaluate_logits
 from mnistkit.models import infer, tta_set
 from mnistkit.runs import EVAL_FILE, FIGURES_DIR, REPORT_FILE, load_run, read_history, read_steps
 
@@ -86,7 +88,8 @@ def embedding_panels(pixels: np.ndarray, features: np.ndarray, seed: int = 0) ->
     return panels
 
 
-def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Figure], dict]:
+def make_figures(run_dir: Path, sample: int = EMBEDDING_SAMPLE, log=print,
+                 test_logits: torch.Tensor | None = None) -> tuple[list[Figure], dict]:
     run = load_run(run_dir)
     model, cfg, metrics = run.model, run.config, run.metrics
     splits = run.splits()
@@ -111,7 +114,13 @@ def make_figures(run_dir: Path, sample: int = 5000, log=print) -> tuple[list[Fig
             "Training loss/accuracy per step (smoothed) and per epoch, validation per epoch; the dashed line "
             "is the test result of the best-validation weights.")
 
-    result = evaluate(model, splits.test_images, splits.test_labels, classes, cfg.eval_batch_size)
+    expected = (len(splits.test_images), len(classes))
+    if test_logits is not None and tuple(test_logits.shape) != expected:
+        raise MnistkitError(f"{run_dir}: test_logits of shape {tuple(test_logits.shape)} for {expected[0]} test "
+                            f"images and {expected[1]} classes")
+    if test_logits is None:
+        test_logits = infer(model, splits.test_images, cfg.eval_batch_size)
+    result = evaluate_logits(test_logits, splits.test_labels, classes)
     atomic_write_json(run.path(EVAL_FILE), {"split": "test", **result.to_dict()})
     probs = result.probabilities.numpy()
     k = min(32, len(splits.test_images))
@@ -203,12 +212,14 @@ def fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def write_report(run_dir: str | Path, sample: int = 5000, log=print) -> Path:
-    """Draw every figure for a run into DIR/figures and gather them in DIR/report.html."""
+def write_report(run_dir: str | Path, sample: int = EMBEDDING_SAMPLE, log=print,
+                 test_logits: torch.Tensor | None = None) -> Path:
+    """Draw every figure for a run into DIR/figures and gather them in DIR/report.html. ``test_logits``:
+    the saved model's logits on the test split, if the caller has them (`train` returns them)."""
     run_dir = Path(run_dir)
     started = time.perf_counter()
     log(f"Drawing figures for {run_dir}")
-    figures, info = make_figures(run_dir, sample=sample, log=log)
+    figures, info = make_figures(run_dir, sample=sample, log=log, test_logits=test_logits)
     cfg = info["config"]
     page = render_html(f"mnistkit report: {cfg['model']} on {cfg['dataset']}", figures, cfg, info["metrics"],
                        info["eval"])

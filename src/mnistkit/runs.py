@@ -75,6 +75,9 @@ class Run:
     classes: tuple[str, ...]
     metrics: dict[str, Any]
     model: Classifier = field(repr=False)
+    # The test split's logits when `train` just scored it in one process: the report reuses them
+    # instead of a second pass (with shift TTA, 10 passes over the test images). None when loaded.
+    test_logits: torch.Tensor | None = field(default=None, repr=False)
 
     def path(self, name: str) -> Path:
         return self.run_dir / name

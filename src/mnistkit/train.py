@@ -156,39 +156,46 @@ def validate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: 
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
 
 
-def choose_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
+def choose_tta(model: Classifier, splits: Splits, cfg: TrainConfig) -> tuple[dict, torch.Tensor | None]:
     """Test-time augmentation, each kind kept if, and only if, it raises validation accuracy: mirror
     images for data trained with flips, then (``cfg.try_shift_tta``) one-pixel shifts. Returns every
-    accuracy compared, for metrics.json."""
-    found = {}
+    accuracy compared, for metrics.json, and the validation logits of the model as it ends up (None
+    without a validation split), so that the abstention threshold needs no pass of its own."""
     if len(splits.val_images) == 0:
-        return found
+        return {}, None
 
-    def val_accuracy() -> float:
-        return (infer(model, splits.val_images, cfg.eval_batch_size).argmax(1) == splits.val_labels).float().mean().item()
+    def val_logits() -> torch.Tensor:
+        return infer(model, splits.val_images, cfg.eval_batch_size)
+
+    def accuracy(logits: torch.Tensor) -> float:
+        return (logits.argmax(1) == splits.val_labels).float().mean().item()
 
     # (flag, tried, metrics key without it, key with it); shifts are tried on top of the mirror choice
     kinds = (("tta_hflip", cfg.augment.hflip > 0, "val_accuracy_plain", "val_accuracy_hflip_tta"),
              ("tta_shift", cfg.try_shift_tta, "val_accuracy_before_shift_tta", "val_accuracy_shift_tta"))
-    kinds = [k for k in kinds if k[1]]
     model.tta_hflip = model.tta_shift = False
-    current = val_accuracy() if kinds else None  # the model as it stands: each kind is one more pass to compare
-    for flag, _, without_key, with_key in kinds:
+    logits = val_logits()
+    current = accuracy(logits)
+    found = {}
+    for flag, _, without_key, with_key in [k for k in kinds if k[1]]:
         setattr(model, flag, True)
-        with_it = val_accuracy()
+        trial = val_logits()
+        with_it = accuracy(trial)
         setattr(model, flag, with_it > current)
         found.update({flag: with_it > current, without_key: current, with_key: with_it})
-        current = max(current, with_it)
-    return found
+        if with_it > current:
+            logits, current = trial, with_it
+    return found, logits
 
 
-def calibrate_abstention(model: Classifier, splits: Splits, cfg: TrainConfig) -> dict:
+def calibrate_abstention(model: Classifier, val_logits: torch.Tensor | None, cfg: TrainConfig) -> dict:
     """Set the model's "not a <item>" threshold on the energy score so that ``cfg.ood_false_rejection`` of
-    the validation images would be refused; the test split is never looked at."""
-    if len(splits.val_images) == 0:
+    the validation images would be refused (``val_logits``: the final model's); the test split is never
+    looked at."""
+    if val_logits is None:
         model.ood_threshold = None
         return {}
-    scores = energy_score(infer(model, splits.val_images, cfg.eval_batch_size))
+    scores = energy_score(val_logits)
     model.ood_threshold = round(rejection_threshold(scores, cfg.ood_false_rejection), 6)
     return {"ood_score": "energy", "ood_threshold": model.ood_threshold,
             "ood_val_false_rejection": (scores > model.ood_threshold).float().mean().item()}
@@ -344,13 +351,16 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     eval_model.load_state_dict(best_state)
     if amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
         state["best_val_accuracy"] = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks)[0]
-    tta = choose_tta(eval_model, splits, cfg)
-    abstention = calibrate_abstention(eval_model, splits, cfg)  # after TTA: the threshold is for the final model
+    tta, val_logits = choose_tta(eval_model, splits, cfg)
+    abstention = calibrate_abstention(eval_model, val_logits, cfg)  # after TTA: the threshold is for the final model
     if ranks.main:
         runs.save_weights(run_dir, eval_model, cfg, splits.classes)
-    test_acc = test_loss = None
-    if score_test:
+    test_acc = test_loss = test_logits = None
+    if score_test and ranks.distributed:
         test_acc, test_loss = validate(eval_model, splits.test_images, splits.test_labels, cfg, ranks)
+    elif score_test:
+        test_logits = infer(eval_model, splits.test_images, cfg.eval_batch_size)
+        test_acc, test_loss = accuracy_and_loss(test_logits, splits.test_labels)
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": state["epoch"],
         "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 3),
@@ -370,4 +380,5 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         test = f"test acc {test_acc:.4f}" if test_acc is not None else "test not scored"
         print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, {test}  "
               f"({state['train_seconds']:.1f}s training)  -> {run_dir}")
-    return Run(run_dir=run_dir, config=cfg, classes=splits.classes, metrics=metrics, model=eval_model.eval())
+    return Run(run_dir=run_dir, config=cfg, classes=splits.classes, metrics=metrics, model=eval_model.eval(),
+               test_logits=test_logits)
