@@ -145,7 +145,7 @@ def test_flip_and_shift_tta_are_decided_on_validation_and_kept_with_the_weights(
     assert rejection_threshold(val_scores, cfg.ood_false_rejection) == pytest.approx(m["ood_threshold"], abs=1e-4)
     assert torch.allclose(run.test_logits, infer(loaded.model, splits.test_images), atol=1e-4)
     loaded.model.tta_hflip = loaded.model.tta_shift = True  # force TTA on: the report's hooks must still see one pass
-    assert len(penultimate_features(loaded.model, loaded.splits().test_images[:50])) == 50
+    assert len(penultimate_features(loaded.model, splits.test_images[:50])) == 50
     write_report(run.run_dir, sample=200, log=lambda *_: None)
     assert (tmp_path / "run" / "report.html").exists()
     plain = make_config("fast", dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=1,

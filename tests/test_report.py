@@ -44,7 +44,8 @@ def test_report_has_every_figure_and_renders_in_chromium(trained_run):
 
 def test_report_scores_the_test_split_from_the_logits_it_is_handed(trained_run):
     run = load_run(trained_run)
-    labels = run.splits().test_labels
+    splits = run.splits()
+    labels = splits.test_labels
     quiet = lambda *_: None  # noqa: E731
     says_zero = torch.zeros(len(labels), len(run.classes))
     says_zero[:, 0] = 1.0
@@ -54,7 +55,7 @@ def test_report_scores_the_test_split_from_the_logits_it_is_handed(trained_run):
         write_report(trained_run, sample=200, log=quiet, test_logits=says_zero[:5])
     write_report(trained_run, sample=200, log=quiet)
     own = json.loads((trained_run / EVAL_FILE).read_text())
-    write_report(trained_run, sample=200, log=quiet, test_logits=infer(run.model, run.splits().test_images))
+    write_report(trained_run, sample=200, log=quiet, test_logits=infer(run.model, splits.test_images))
     assert json.loads((trained_run / EVAL_FILE).read_text()) == own  # the model's own logits: the same report
 
 

@@ -115,11 +115,11 @@ def make_figures(run_dir: Path, sample: int = EMBEDDING_SAMPLE, log=print,
             "is the test result of the best-validation weights.")
 
     expected = (len(splits.test_images), len(classes))
-    if test_logits is not None and tuple(test_logits.shape) != expected:
-        raise MnistkitError(f"{run_dir}: test_logits of shape {tuple(test_logits.shape)} for {expected[0]} test "
-                            f"images and {expected[1]} classes")
     if test_logits is None:
         test_logits = infer(model, splits.test_images, cfg.eval_batch_size)
+    elif tuple(test_logits.shape) != expected:
+        raise MnistkitError(f"{run_dir}: test_logits of shape {tuple(test_logits.shape)} for {expected[0]} test "
+                            f"images and {expected[1]} classes")
     result = evaluate_logits(test_logits, splits.test_labels, classes)
     atomic_write_json(run.path(EVAL_FILE), {"split": "test", **result.to_dict()})
     probs = result.probabilities.numpy()
