@@ -1,8 +1,10 @@
 """Recipes that transfer: per-dataset recipes, data-size adaptation, flips and erasing, `mnistkit tune`."""
 
 import csv
+import dataclasses
 import io
 import json
+import sys
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from typer.testing import CliRunner
 
 import mnistkit
 from mnistkit.cli import app
-from mnistkit.config import adapt_to_data, build_config, make_config
+from mnistkit.config import adapt_to_data, adapt_to_precision, build_config, make_config
 from mnistkit.data.augment import AugmentConfig, augment_batch
 from mnistkit.metrics import energy_score, rejection_threshold
 from mnistkit.models import infer
@@ -29,6 +31,32 @@ def test_hflip_mirrors_and_only_when_asked(mnist):
     half = augment_batch(images, AugmentConfig(hflip=0.5), torch.Generator().manual_seed(1))
     mirrored = [torch.allclose(h, i.flip(-1), atol=1e-5) for h, i in zip(half, images)]
     assert 0 < sum(mirrored) < len(images)
+
+
+def integer_shift_of(image: torch.Tensor, original: torch.Tensor, reach: int) -> tuple[int, int] | None:
+    """The whole-pixel (dx, dy) that turns ``original`` into ``image`` with zeros shifted in, if one does."""
+    h, w = original.shape[-2:]
+    padded = torch.nn.functional.pad(original, (reach, reach, reach, reach))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            crop = padded[..., reach - dy : reach - dy + h, reach - dx : reach - dx + w]
+            if torch.allclose(image, crop, atol=1e-5):
+                return dx, dy
+    return None
+
+
+def test_whole_pixel_shifts_are_exact_crops_without_interpolation_blur(mnist):
+    images = digit_batch(mnist, 32)
+    cfg = AugmentConfig(translate=0.1, whole_pixel_shifts=True)
+    shifted = augment_batch(images, cfg, torch.Generator().manual_seed(0))
+    shifts = [integer_shift_of(s, i, reach=3) for s, i in zip(shifted, images)]
+    assert None not in shifts and len(set(shifts)) > 5  # each an exact crop, and not all the same one
+    assert max(max(abs(dx), abs(dy)) for dx, dy in shifts) <= 3  # 0.1 of 28 pixels, rounded
+    mirrored = augment_batch(images, AugmentConfig(translate=0.1, hflip=1.0, whole_pixel_shifts=True),
+                             torch.Generator().manual_seed(0))
+    assert all(integer_shift_of(m, i.flip(-1), reach=3) for m, i in zip(mirrored, images))
+    blurred = augment_batch(images, AugmentConfig(translate=0.1), torch.Generator().manual_seed(0))
+    assert sum(integer_shift_of(b, i, reach=3) is None for b, i in zip(blurred, images)) > 25  # sub-pixel shifts blur
 
 
 def test_random_erasing_blanks_one_rectangle_per_image(mnist):
@@ -69,6 +97,33 @@ def test_generic_recipe_adapts_to_the_size_of_the_data():
     tiny = adapt_to_data(cfg, 200)
     assert tiny.batch_size == 45 and tiny.lr == pytest.approx(cfg.lr * 45 / 128)
     assert adapt_to_data(make_config("default"), 60_000) == make_config("default")  # MNIST's recipe is fixed
+
+
+def test_long_fashion_recipe_takes_its_cheaper_network_only_where_training_falls_back_to_fp32():
+    long = make_config("fashion-mnist-long")
+    assert adapt_to_precision(long, bf16=True) == long
+    fp32 = adapt_to_precision(long, bf16=False)
+    assert fp32.model_kwargs == {"extra_convs": 2, "widths": [32, 64, 128]} and "no native bf16" in fp32.recipe_note
+    assert adapt_to_precision(fp32, bf16=False) == fp32
+    assert adapt_to_precision(make_config("best"), bf16=False) == make_config("best")  # no fallback declared
+    by_hand = build_config("fashion-mnist-long", assignments=["model_kwargs.widths=[64,128,256]"])
+    assert adapt_to_precision(by_hand, bf16=False).model_kwargs["widths"] == [64, 128, 256]
+    in_python = make_config("fashion-mnist-long", model_kwargs={"widths": [64, 128, 256]})
+    assert adapt_to_precision(in_python, bf16=False).model_kwargs["widths"] == [64, 128, 256]
+
+
+def test_fp32_fallback_network_is_what_the_run_trains_saves_and_resumes(small_mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules["mnistkit.train"], "native_cpu_bf16", lambda: False)
+    cfg = make_config("default", data_dir=str(small_mnist_dir), epochs=2, amp=True, out=str(tmp_path / "run"),
+                      fp32_model_kwargs={"widths": [8, 8, 16]}, progress=False)
+    run = mnistkit.train(dataclasses.replace(cfg, epochs=1))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model_kwargs"] == {"widths": [8, 8, 16]} and "no native bf16" in saved["recipe_note"]
+    assert run.model.net[-1].in_features == 16 * 3 * 3
+    config_path = tmp_path / "run" / "config.json"
+    config_path.write_text(json.dumps({**saved, "epochs": 2, "fp32_model_kwargs": {"widths": [8, 16, 16]}}))
+    resumed = mnistkit.train(resume=tmp_path / "run")  # the checkpoint's network, not the fallback's again
+    assert resumed.metrics["epochs"] == 2 and resumed.config.model_kwargs == {"widths": [8, 8, 16]}
 
 
 def test_generic_run_records_its_recipe_and_selects_on_its_own_split(small_mnist_dir, tmp_path):

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from mnistkit import distributed, runs
-from mnistkit.config import TrainConfig
+from mnistkit.config import TrainConfig, adapt_to_precision
 from mnistkit.data.augment import augment_batch
 from mnistkit.data.datasets import Splits, get_dataset_spec, pixel_stats
 from mnistkit.errors import CheckpointError, MnistkitError
@@ -226,6 +226,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the epoch's order: the same in every process
 
     cfg, splits = runs.prepare_data(cfg)
+    amp_dtype = autocast_dtype(cfg, device)
+    if resume is None:  # a resumed run keeps the network its checkpoint holds, wherever it resumes
+        cfg = adapt_to_precision(cfg, bf16=amp_dtype is not None)
     if cfg.progress and cfg.recipe_note:
         print(f"recipe: {cfg.recipe_note}")
     train_x = splits.train_images.to(device)
@@ -238,7 +241,6 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     # DDP averages gradients; batch-norm statistics are averaged once an epoch instead (average_buffers).
     step_fn = DistributedDataParallel(model, forward_sync_buffers=False) if ranks.distributed else model
     step_fn = torch.compile(step_fn) if cfg.compile else step_fn
-    amp_dtype = autocast_dtype(cfg, device)
     if cfg.amp and amp_dtype is None and cfg.progress:
         print(f"amp: this {device.type} has no native bf16, so training stays in fp32")
 

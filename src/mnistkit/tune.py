@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnistkit.config import TrainConfig, merge, read_config_file
+from mnistkit.config import TrainConfig, merge, merge_by_hand, read_config_file
 from mnistkit.errors import MnistkitError
 from mnistkit.fileio import atomic_write_json, atomic_write_text
 from mnistkit.runs import read_json
@@ -157,7 +157,7 @@ def objective(cfg: TuneConfig, trial) -> float:
     values = sample(trial, cfg.space)
     out = trial_dir(cfg, trial.number)
     trial.set_user_attr("run_dir", str(out))
-    config = TrainConfig.from_dict(merge(merge(cfg.base, nested(values)), {
+    config = TrainConfig.from_dict(merge(merge_by_hand(cfg.base, nested(values)), {
         "out": str(out), "progress": False, "recipe_note": f"trial {trial.number} of study '{cfg.study}'"}))
 
     def report(row: dict) -> None:

@@ -32,6 +32,9 @@ class AugmentConfig:
     hflip: float = 0.0  # probability of mirroring an image left-right
     erase: float = 0.0  # probability of blanking one random rectangle (random erasing / cutout)
     erase_max_area: float = 0.3  # the largest rectangle, as a fraction of the image (the smallest is 2%)
+    # Round each translation to whole pixels: with no rotation, scale or shear the warp is then an exact
+    # crop, without the blur of sampling between pixels, which test images never have.
+    whole_pixel_shifts: bool = False
 
     @property
     def warps(self) -> bool:
@@ -46,12 +49,17 @@ def uniform(n: int, bound: float, generator: torch.Generator, device: torch.devi
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * bound
 
 
-def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generator, device) -> torch.Tensor:
-    """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] units."""
+def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generator, device,
+                           size: tuple[int, int] = (28, 28)) -> torch.Tensor:
+    """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] units, for images of ``size``
+    (height, width) pixels."""
     angle = uniform(n, math.radians(cfg.rotate_degrees), generator, device)
     shear = uniform(n, math.radians(cfg.shear_degrees), generator, device)
     scale = 1 + uniform(n, cfg.scale, generator, device)
     shift = uniform(2 * n, 2 * cfg.translate, generator, device).view(n, 2)
+    if cfg.whole_pixel_shifts:  # one pixel is 2 / width grid units across and 2 / height down
+        pixel = torch.tensor([2 / size[1], 2 / size[0]], device=device)
+        shift = torch.round(shift / pixel) * pixel
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
     # Inverse map: sampling the input at A @ out + b shows the input rotated by -angle and scaled by 1/scale.
     theta = torch.empty(n, 2, 3, device=device)
@@ -107,7 +115,7 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
     """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0."""
     if cfg.warps:
         n, _, h, w = images.shape
-        theta = random_affine_matrices(n, cfg, generator, images.device)
+        theta = random_affine_matrices(n, cfg, generator, images.device, (h, w))
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         if cfg.elastic_alpha:
             grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
