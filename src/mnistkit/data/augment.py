@@ -50,7 +50,7 @@ def uniform(n: int, bound: float, generator: torch.Generator, device: torch.devi
 
 
 def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generator, device,
-                           size: tuple[int, int] = (28, 28)) -> torch.Tensor:
+                           size: tuple[int, int]) -> torch.Tensor:
     """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] units, for images of ``size``
     (height, width) pixels."""
     angle = uniform(n, math.radians(cfg.rotate_degrees), generator, device)
