@@ -107,7 +107,13 @@ def test_long_fashion_recipe_takes_its_cheaper_network_only_where_training_falls
     assert adapt_to_precision(fp32, bf16=False) == fp32
     assert adapt_to_precision(make_config("best"), bf16=False) == make_config("best")  # no fallback declared
     by_hand = build_config("fashion-mnist-long", assignments=["model_kwargs.widths=[64,128,256]"])
-    assert adapt_to_precision(by_hand, bf16=False).model_kwargs["widths"] == [64, 128, 256]
+    assert adapt_to_precision(by_hand, bf16=False).model_kwargs == {"extra_convs": 2, "widths": [64, 128, 256]}
+    other_knob = build_config("fashion-mnist-long", assignments=["model_kwargs.dropout=0.2"])
+    assert adapt_to_precision(other_knob, bf16=False).model_kwargs == {**fp32.model_kwargs, "dropout": 0.2}
+    # A fallback of several settings is one network: setting any of them by hand drops all of them.
+    several = make_config("default", amp=True, fp32_model_kwargs={"widths": [8, 8, 16], "full_res_convs": 1},
+                          model_kwargs={"widths": [16, 16, 32]})
+    assert adapt_to_precision(several, bf16=False).model_kwargs == {"widths": [16, 16, 32]}
     in_python = make_config("fashion-mnist-long", model_kwargs={"widths": [64, 128, 256]})
     assert adapt_to_precision(in_python, bf16=False).model_kwargs["widths"] == [64, 128, 256]
 

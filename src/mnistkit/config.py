@@ -259,11 +259,13 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_by_hand(values: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
-    """``merge(values, change)`` for a change someone chose (a ``--set`` line, a search trial): model_kwargs it
-    sets are dropped from ``fp32_model_kwargs``, so a network chosen by hand is never swapped on an fp32 device."""
+    """``merge(values, change)`` for a change someone chose (a ``--set`` line, a search trial). If it sets any of
+    the model_kwargs that ``fp32_model_kwargs`` would swap, the fallback is dropped whole: it is one network, and a
+    network chosen by hand is never swapped, nor half-swapped, on an fp32 device."""
     out = merge(values, change)
-    if isinstance(change.get("model_kwargs"), dict) and out.get("fp32_model_kwargs"):
-        out["fp32_model_kwargs"] = {k: v for k, v in out["fp32_model_kwargs"].items() if k not in change["model_kwargs"]}
+    hand_set = change.get("model_kwargs")
+    if isinstance(hand_set, dict) and set(hand_set) & set(out.get("fp32_model_kwargs") or {}):
+        out["fp32_model_kwargs"] = {}
     return out
 
 
