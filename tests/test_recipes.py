@@ -236,11 +236,14 @@ def test_a_killed_worker_loses_no_trial_and_none_runs_twice(small_mnist_dir, tmp
     survivor = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     victim = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline:  # wait until both are inside a trial, then kill one mid-trial
+    while time.time() < deadline:  # wait until both are training a trial, then kill one mid-trial
         time.sleep(0.5)
         if (tmp_path / "study" / "study.db").exists():
-            running = [t for t in make_study(cfg, heartbeat=False).trials if t.state == optuna.trial.TrialState.RUNNING]
-            if len(running) == 2:
+            trials = make_study(cfg, heartbeat=False).trials
+            # A trial is RUNNING a moment before its params are sampled; killing it then leaves
+            # nothing to re-run with the same params, so wait until both have theirs.
+            training = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and t.params]
+            if len(training) == 2:
                 break
     victim.send_signal(signal.SIGKILL)
     victim.wait()
