@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import mnistkit
 from mnistkit.cli import app
 from mnistkit.config import adapt_to_data, adapt_to_precision, build_config, make_config
-from mnistkit.data.augment import AugmentConfig, augment_batch
+from mnistkit.data.augment import AugmentConfig, alternate_flips, augment_batch, flip_parity
+from mnistkit.errors import MnistkitError
 from mnistkit.metrics import energy_score, rejection_threshold
 from mnistkit.models import infer
 
@@ -31,6 +32,22 @@ def test_hflip_mirrors_and_only_when_asked(mnist):
     half = augment_batch(images, AugmentConfig(hflip=0.5), torch.Generator().manual_seed(1))
     mirrored = [torch.allclose(h, i.flip(-1), atol=1e-5) for h, i in zip(half, images)]
     assert 0 < sum(mirrored) < len(images)
+
+
+def test_alternating_flips_show_each_image_both_ways_in_any_two_epochs_in_a_row(mnist):
+    images = digit_batch(mnist, 32)
+    cfg = AugmentConfig(hflip=0.5, hflip_alternate=True)
+    parity = flip_parity(len(images), seed=3, device="cpu")
+    assert torch.equal(parity, flip_parity(len(images), seed=3, device="cpu"))  # a resumed run alternates alike
+    assert 0 < parity.sum() < len(images)
+    mirrored = []
+    for epoch in (1, 2, 3):
+        out = augment_batch(images, cfg, torch.Generator().manual_seed(epoch), alternate_flips(parity, epoch))
+        mirrored.append([torch.allclose(o, i.flip(-1), atol=1e-5) for o, i in zip(out, images)])
+        assert all(m or torch.allclose(o, i, atol=1e-5) for m, o, i in zip(mirrored[-1], out, images))
+    assert all(a != b for a, b in zip(mirrored[0], mirrored[1])) and mirrored[0] == mirrored[2]
+    with pytest.raises(MnistkitError, match="hflip=0.5"):
+        AugmentConfig(hflip=0.3, hflip_alternate=True)
 
 
 def integer_shift_of(image: torch.Tensor, original: torch.Tensor, reach: int) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from mnistkit import distributed, runs
 from mnistkit.config import TrainConfig, adapt_to_precision
-from mnistkit.data.augment import augment_batch
+from mnistkit.data.augment import alternate_flips, augment_batch, flip_parity
 from mnistkit.data.datasets import Splits, get_dataset_spec, pixel_stats
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.fileio import atomic_write_json
@@ -264,6 +264,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         runs.start_logs(run_dir, cfg)
     eval_model = ema_model if ema_model is not None else model
 
+    parity = flip_parity(len(train_x), cfg.seed, device) if cfg.augment.hflip_alternate else None
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if budget and state["train_seconds"] >= budget:
             break
@@ -292,7 +293,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             start = i * cfg.batch_size + ranks.rank * local_batch  # this process's share of the global batch
             idx = order[start : start + local_batch]
             images = as_image_batch(train_x[idx])
-            images = augment_batch(images, cfg.augment, augment_generator).contiguous(memory_format=memory_format)
+            flips = alternate_flips(parity[idx], epoch) if parity is not None else None
+            images = augment_batch(images, cfg.augment, augment_generator, flips).contiguous(memory_format=memory_format)
             labels = train_y[idx]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = step_fn(images)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mnistkit.errors import MnistkitError
+
 
 @dataclass
 class AugmentConfig:
@@ -30,6 +32,10 @@ class AugmentConfig:
     elastic_alpha: float = 0.0  # displacement strength in pixels; 0 turns elastic off
     elastic_sigma: float = 4.0  # smoothness of the displacement field in pixels
     hflip: float = 0.0  # probability of mirroring an image left-right
+    # Mirror each image on every other epoch instead of by a fresh coin each time (Jordan, 2024,
+    # "94% on CIFAR-10 in 3.29 seconds"): any two epochs in a row show it both ways, where coins show a
+    # quarter of the images the same way twice. The train loop passes the pattern (see `alternate_flips`).
+    hflip_alternate: bool = False
     erase: float = 0.0  # probability of blanking one random rectangle (random erasing / cutout)
     erase_max_area: float = 0.3  # the largest rectangle, as a fraction of the image (the smallest is 2%)
     # Round each translation to whole pixels: with no rotation, scale or shear the warp is then an exact
@@ -44,15 +50,33 @@ class AugmentConfig:
     def enabled(self) -> bool:
         return self.warps or self.erase > 0
 
+    def __post_init__(self) -> None:
+        if self.hflip_alternate and self.hflip != 0.5:
+            raise MnistkitError(f"config: augment.hflip_alternate mirrors half the images each epoch: it needs hflip=0.5, "
+                             f"found hflip={self.hflip}")
+
 
 def uniform(n: int, bound: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * bound
 
 
+def flip_parity(n: int, seed: int, device) -> torch.Tensor:
+    """Each of ``n`` training images' random, fixed side (bool) for `alternate_flips`. Drawn from the seed
+    alone, not from the training generator, so a resumed run alternates as the first one did."""
+    return (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
+
+
+def alternate_flips(parity: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Which images to mirror in ``epoch``, given each image's fixed random ``parity`` (bool): those
+    whose parity differs from the epoch's, so each image alternates."""
+    return parity ^ bool(epoch % 2)
+
+
 def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generator, device,
-                           size: tuple[int, int]) -> torch.Tensor:
+                           size: tuple[int, int], flips: torch.Tensor | None = None) -> torch.Tensor:
     """(n, 2, 3) matrices mapping output to input coordinates in [-1, 1] units, for images of ``size``
-    (height, width) pixels."""
+    (height, width) pixels. ``flips`` (n bools) says which to mirror, instead of a coin with
+    probability ``cfg.hflip``."""
     angle = uniform(n, math.radians(cfg.rotate_degrees), generator, device)
     shear = uniform(n, math.radians(cfg.shear_degrees), generator, device)
     scale = 1 + uniform(n, cfg.scale, generator, device)
@@ -69,7 +93,7 @@ def random_affine_matrices(n: int, cfg: AugmentConfig, generator: torch.Generato
     theta[:, 1, 1] = (cos + sin * tan) / scale
     theta[:, :, 2] = shift
     if cfg.hflip:  # mirroring the output's x coordinate mirrors the picture
-        flip = torch.rand(n, generator=generator, device=device) < cfg.hflip
+        flip = flips if flips is not None else torch.rand(n, generator=generator, device=device) < cfg.hflip
         theta[:, :, 0] = torch.where(flip[:, None], -theta[:, :, 0], theta[:, :, 0])
     return theta
 
@@ -111,11 +135,13 @@ def random_erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gene
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
-def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
-    """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0."""
+def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+                  flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0.
+    ``flips`` (N bools), if given, says which images to mirror (see `alternate_flips`)."""
     if cfg.warps:
         n, _, h, w = images.shape
-        theta = random_affine_matrices(n, cfg, generator, images.device, (h, w))
+        theta = random_affine_matrices(n, cfg, generator, images.device, (h, w), flips)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         if cfg.elastic_alpha:
             grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
