@@ -48,6 +48,8 @@ def test_alternating_flips_show_each_image_both_ways_in_any_two_epochs_in_a_row(
     assert all(a != b for a, b in zip(mirrored[0], mirrored[1])) and mirrored[0] == mirrored[2]
     with pytest.raises(MnistkitError, match="hflip=0.5"):
         AugmentConfig(hflip=0.3, hflip_alternate=True)
+    unflipped = AugmentConfig(hflip=0, hflip_alternate=True)  # e.g. a tune trial that turns flips off
+    assert torch.equal(augment_batch(images, unflipped, torch.Generator(), alternate_flips(parity, 1)), images)
 
 
 def integer_shift_of(image: torch.Tensor, original: torch.Tensor, reach: int) -> tuple[int, int] | None:

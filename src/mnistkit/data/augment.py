@@ -35,6 +35,7 @@ class AugmentConfig:
     # Mirror each image on every other epoch instead of by a fresh coin each time (Jordan, 2024,
     # "94% on CIFAR-10 in 3.29 seconds"): any two epochs in a row show it both ways, where coins show a
     # quarter of the images the same way twice. The train loop passes the pattern (see `alternate_flips`).
+    # Has no effect with hflip=0.
     hflip_alternate: bool = False
     erase: float = 0.0  # probability of blanking one random rectangle (random erasing / cutout)
     erase_max_area: float = 0.3  # the largest rectangle, as a fraction of the image (the smallest is 2%)
@@ -51,9 +52,9 @@ class AugmentConfig:
         return self.warps or self.erase > 0
 
     def __post_init__(self) -> None:
-        if self.hflip_alternate and self.hflip != 0.5:
-            raise MnistkitError(f"config: augment.hflip_alternate mirrors half the images each epoch: it needs hflip=0.5, "
-                             f"found hflip={self.hflip}")
+        if self.hflip_alternate and self.hflip not in (0, 0.5):  # with hflip=0 there is nothing to alternate
+            raise MnistkitError(f"config: augment.hflip_alternate mirrors half the images each epoch: it needs "
+                                f"hflip=0.5 (or 0, no flips), found hflip={self.hflip}")
 
 
 def uniform(n: int, bound: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
