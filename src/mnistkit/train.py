@@ -264,7 +264,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         runs.start_logs(run_dir, cfg)
     eval_model = ema_model if ema_model is not None else model
 
-    parity = flip_parity(len(train_x), cfg.seed, device) if cfg.augment.hflip_alternate and cfg.augment.hflip else None
+    parity = flip_parity(cfg.augment, len(train_x), cfg.seed, device)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if budget and state["train_seconds"] >= budget:
             break

@@ -61,9 +61,12 @@ def uniform(n: int, bound: float, generator: torch.Generator, device: torch.devi
     return (torch.rand(n, generator=generator, device=device) * 2 - 1) * bound
 
 
-def flip_parity(n: int, seed: int, device) -> torch.Tensor:
-    """Each of ``n`` training images' random, fixed side (bool) for `alternate_flips`. Drawn from the seed
-    alone, not from the training generator, so a resumed run alternates as the first one did."""
+def flip_parity(cfg: AugmentConfig, n: int, seed: int, device) -> torch.Tensor | None:
+    """Each of ``n`` training images' random, fixed side (bool) for `alternate_flips`, or None where ``cfg``
+    does not alternate flips. Drawn from the seed alone, not from the training generator, so a resumed run
+    alternates as the first one did."""
+    if not (cfg.hflip_alternate and cfg.hflip):
+        return None
     return (torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5).to(device)
 
 
