@@ -86,6 +86,30 @@ def test_load_returns_plain_module_for_inference(trained_run, mnist):
     assert (pred == mnist.test_labels[:500]).float().mean() > 0.95
 
 
+def test_a_loaded_run_infers_in_the_layout_it_trained_in(trained_run, tmp_path, mnist):
+    """evaluate, predict, ensemble, report and serve all load through load_run: channels-last there is
+    what makes them as fast as the training loop's own validation (2x on a CPU)."""
+    import shutil
+
+    from mnistkit.models import infer
+
+    def deep_conv_weight(model):  # with one input channel both layouts are the same strides
+        return next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+
+    model = mnistkit.load_run(trained_run).model
+    weight = deep_conv_weight(model)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    contiguous = mnistkit.load_run(trained_run).model.to(memory_format=torch.contiguous_format)
+    images = mnist.test_images[:64]
+    torch.testing.assert_close(infer(model, images), infer(contiguous, images), atol=1e-4, rtol=1e-4)
+
+    plain = tmp_path / "plain"
+    shutil.copytree(trained_run, plain)
+    config = json.loads((plain / "config.json").read_text())
+    (plain / "config.json").write_text(json.dumps({**config, "channels_last": False}))
+    assert deep_conv_weight(mnistkit.load_run(plain).model).is_contiguous()
+
+
 def test_checkpoint_errors_are_explained(trained_run, tmp_path):
     import shutil
 

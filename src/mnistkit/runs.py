@@ -109,7 +109,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     model.ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     model.item = get_dataset_spec(config.dataset).item
     metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
-    return Run(run_dir=run_dir, config=config, classes=classes, metrics=metrics, model=model.to(device).eval())
+    model = model.to(device).eval()
+    if config.channels_last:  # the layout it trained in: convolutions infer about twice as fast on a CPU
+        model = model.to(memory_format=torch.channels_last)
+    return Run(run_dir=run_dir, config=config, classes=classes, metrics=metrics, model=model)
 
 
 # --------------------------------------------------------------------------------------------------
