@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import mnistkit
+from mnistkit import runs
 from mnistkit.cli import app
 from mnistkit.config import adapt_to_data, adapt_to_precision, build_config, make_config
 from mnistkit.data.augment import AugmentConfig, alternate_flips, augment_batch, flip_parity
@@ -220,6 +221,9 @@ def test_flip_and_shift_tta_are_decided_on_validation_and_kept_with_the_weights(
     loaded = mnistkit.load_run(run.run_dir)
     assert (loaded.model.tta_hflip, loaded.model.tta_shift) == (m["tta_hflip"], m["tta_shift"])
     splits = loaded.splits()
+    # The validation accuracy reported for the run is the saved model's, TTA as kept.
+    val_accuracy = (infer(loaded.model, splits.val_images).argmax(1) == splits.val_labels).float().mean().item()
+    assert runs.final_val_accuracy(m) == pytest.approx(val_accuracy, abs=1e-6)
     # The threshold and the logits handed to the report are the saved model's, TTA as kept.
     val_scores = energy_score(infer(loaded.model, splits.val_images))
     assert rejection_threshold(val_scores, cfg.ood_false_rejection) == pytest.approx(m["ood_threshold"], abs=1e-4)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mnistkit.data.datasets import read_checksums
 from mnistkit.errors import CheckpointError, UnknownNameError
-from mnistkit.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, Run, load_run, read_json
+from mnistkit.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, Run, final_val_accuracy, load_run, read_json
 
 SUMS_FILE = "SHA256SUMS"
 DEFAULT = "mnist"
@@ -104,6 +104,6 @@ def summary(name: str) -> dict:
     directory = pretrained_dir(name)
     metrics = read_json(directory / METRICS_FILE)
     return {"name": name, "model": metrics.get("model"), "dataset": metrics.get("dataset"),
-            "val_accuracy": metrics.get("val_accuracy"), "test_accuracy": metrics.get("test_accuracy"),
+            "val_accuracy": final_val_accuracy(metrics), "test_accuracy": metrics.get("test_accuracy"),
             "parameters": metrics.get("parameters"), "bytes": (directory / WEIGHTS_FILE).stat().st_size,
             "description": PRETRAINED[name].description}

@@ -119,6 +119,16 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
 # JSON and safetensors
 
 
+def final_val_accuracy(metrics: dict[str, Any]) -> float | None:
+    """Validation accuracy of the model as saved, with the test-time augmentation validation kept (metrics.json
+    records each kind compared); ``val_accuracy`` is the best epoch's, before any TTA, and what selection uses."""
+    if metrics.get("tta_shift"):
+        return metrics["val_accuracy_shift_tta"]
+    if metrics.get("tta_hflip"):
+        return metrics["val_accuracy_hflip_tta"]
+    return metrics.get("val_accuracy")
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:

@@ -382,7 +382,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     distributed.stop(ranks)
     if cfg.progress:
         test = f"test acc {test_acc:.4f}" if test_acc is not None else "test not scored"
-        print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}, {test}  "
+        final = runs.final_val_accuracy(metrics)
+        with_tta = f" ({final:.4f} with the TTA it keeps)" if final != metrics["val_accuracy"] else ""
+        print(f"best epoch {state['best_epoch']}: val acc {state['best_val_accuracy']:.4f}{with_tta}, {test}  "
               f"({state['train_seconds']:.1f}s training)  -> {run_dir}")
     return Run(run_dir=run_dir, config=cfg, classes=splits.classes, metrics=metrics, model=eval_model.eval(),
                test_logits=test_logits)
