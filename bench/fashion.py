@@ -46,8 +46,9 @@ CANDIDATES = {
     "32/96/192 + full-res conv": {**LONG, "model_kwargs": {"extra_convs": [1, 2, 2], "widths": [32, 96, 192],
                                                            "full_res_convs": 1}},
     # The `fashion-mnist` preset, and changes to it, at its cap (230 s when swept, then 245 s, 230 s again since
-    # it tries shift TTA) on a host where it ends the run (about 16 epochs on a 2-core AVX2 CPU): does the same
-    # time go further with a weight average, a cheaper network and more epochs, or twice the optimizer steps?
+    # it tries shift TTA, 220 s since 2026-12-02) on a host where it ends the run (about 16 epochs on a 2-core
+    # AVX2 CPU): does the same time go further with a weight average, a cheaper network and more epochs, or
+    # twice the optimizer steps?
     "short recipe": {},
     "short + EMA": {"ema_decay": 0.999},
     "short, mknet-m+conv": {"model_kwargs": {"extra_convs": 1}},
