@@ -54,6 +54,8 @@ def test_shift_tta_averages_the_logits_of_five_shifted_copies():
     images[:, 10:18, 12:16] = 255
     moved = shift_images(images, 1, -1)
     assert moved[0, 11, 11] == 255 and moved[0, 10, 11] == 0 and moved[0, 11, 15] == 0  # down one, left one
+    assert torch.equal(shift_images(images, -2, 3)[:, 8:16, 15:19], images[:, 10:18, 12:16])  # up two, right three
+    assert int(shift_images(images, -2, 3).sum()) == int(images.sum())  # nothing lost this far from the edge
     with torch.no_grad():
         expected = sum(model(shift_images(images, dy, dx)) for dy, dx in
                        ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))) / 5

@@ -71,13 +71,14 @@ TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """Shift images (..., H, W) by whole pixels (|dy|, |dx| <= 1), filling with 0: the background of
+    """Shift images (..., H, W) down ``dy`` and right ``dx`` whole pixels, filling with 0: the background of
     images in mnistkit's convention (ink is bright)."""
     if dy == 0 and dx == 0:
         return images
-    padded = F.pad(images, (1, 1, 1, 1))
+    p = max(abs(dy), abs(dx))
+    padded = F.pad(images, (p, p, p, p))
     h, w = images.shape[-2:]
-    return padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w]
+    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
 
 
 @contextmanager
