@@ -17,16 +17,18 @@ from pathlib import Path
 
 import torch
 
+from mnistkit.models.registry import TTA_SHIFTS
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import append_section, markdown_table  # noqa: E402
 
+BASE = "5: one-pixel plus (the models' TTA_SHIFTS)"
 VIEW_SETS = {
     "image only": [(0, 0)],
-    "5: one-pixel plus (the models' TTA_SHIFTS)": [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)],
+    BASE: list(TTA_SHIFTS),
     "9: one-pixel 3x3 grid": [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)],
-    "9: plus, one and two pixels": [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2)],
+    "9: plus, one and two pixels": [*TTA_SHIFTS, (2, 0), (-2, 0), (0, 2), (0, -2)],
 }
-BASE = "5: one-pixel plus (the models' TTA_SHIFTS)"
 
 
 def view_accuracies(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
@@ -36,9 +38,12 @@ def view_accuracies(model: torch.nn.Module, images: torch.Tensor, labels: torch.
 
     flips = (False, True) if mirror else (False,)
     shifts = {s for views in VIEW_SETS.values() for s in views}
+    logits = {}
     with tta_set(model, tta_hflip=False, tta_shift=False):
-        logits = {(s, f): infer(model, shift_images(images, *s).flip(-1) if f else shift_images(images, *s), batch_size)
-                  for s in shifts for f in flips}
+        for s in shifts:
+            view = shift_images(images, *s)
+            for f in flips:
+                logits[(s, f)] = infer(model, view.flip(-1) if f else view, batch_size)
     return {name: (sum(logits[(s, f)] for s in views for f in flips).argmax(1) == labels).float().mean().item()
             for name, views in VIEW_SETS.items()}
 
