@@ -54,8 +54,11 @@ def test_ctrl_c_leaves_a_resumable_run(small_mnist_dir, tmp_path):
     args = [sys.executable, "-m", "mnistkit", "train", "--preset", "fast", "--model", "mknet-m", "--dataset", "idx",
             "--data-dir", str(small_mnist_dir), "--val-size", "1000", "--epochs", "30", "--out", str(out),
             "--no-report"]
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    # give the child the default disposition, as a terminal's Ctrl-C finds it.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "checkpoint.safetensors").exists() and time.time() < deadline:
         time.sleep(0.05)
