@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from mnistkit.errors import MnistkitError
 from mnistkit.models import count_macs, count_parameters, create_model, list_models, shift_images, summarize
+from mnistkit.models.fast import Residual
 
 REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
 
@@ -46,6 +48,22 @@ def test_full_resolution_convs_and_per_stage_extra_convs():
         create_model("mknet-l", extra_convs=[1, 2])
     with pytest.raises(MnistkitError, match="full_res_convs needs stem='pool'"):
         create_model("mknet-xs", full_res_convs=1)
+
+
+def test_residual_stages_add_their_input_back():
+    torch.manual_seed(0)
+    plain = create_model("mknet-l", extra_convs=2).eval()
+    residual = create_model("mknet-l", extra_convs=2, residual=True).eval()
+    assert plain.state_dict().keys() != residual.state_dict().keys()  # a checkpoint says which network it is
+    residual.load_state_dict(dict(zip(residual.state_dict(), plain.state_dict().values())))
+    blocks = [m for m in residual.modules() if isinstance(m, Residual)]
+    assert len(blocks) == 3 and all(len(b) == 6 for b in blocks)  # two conv + BN + ReLU per stage
+    x = torch.randn(4, 1, 28, 28)
+    assert not torch.allclose(residual(x), plain(x))  # the same weights, so only the skips differ
+    block = blocks[0]
+    nn.init.zeros_(block[-2].weight), nn.init.zeros_(block[-2].bias)  # the block's branch now outputs zeros
+    features = torch.rand(2, 32, 14, 14)
+    assert torch.equal(block(features), features)
 
 
 def test_shift_tta_averages_the_logits_of_five_shifted_copies():

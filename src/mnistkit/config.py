@@ -192,6 +192,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Shifts by whole pixels, as in the short recipe: over three seeds of the fp32 network they raised the
     # final validation accuracy from 94.70% to 94.90%. On the bf16 network (three seeds, 65-68 epochs, 2026-12-02)
     # final validation 95.17%, against 95.05% in the 74-84 epochs of the earlier bf16 host without them.
+    # Residual skips around each stage's extra convs (`model_kwargs.residual`): 95.02% final validation on one seed,
+    # below all three of the plain network, so not adopted (BENCHMARKS.md, 2026-12-02).
     "fashion-mnist-long": dict(model="mknet-l", model_kwargs={"extra_convs": 2, "widths": [48, 96, 192]},
                                fp32_model_kwargs={"widths": [32, 64, 128]},
                                dataset="fashion-mnist", epochs=400, budget_seconds=1550, amp=True,
