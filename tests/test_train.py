@@ -9,7 +9,17 @@ from mnistkit.config import TrainConfig, make_config
 from mnistkit.distributed import Ranks
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.evaluate import evaluate_run
-from mnistkit.train import EMA, autocast_dtype, learning_rate, native_cpu_bf16, schedule_progress, validate
+from mnistkit.models import Classifier
+from mnistkit.train import (
+    EMA,
+    autocast_dtype,
+    learning_rate,
+    native_cpu_bf16,
+    passes_after_training,
+    schedule_progress,
+    training_seconds_left,
+    validate,
+)
 
 
 def small_config(data_dir, out, **kw):
@@ -177,6 +187,42 @@ def test_the_lr_anneals_by_whichever_of_budget_and_epochs_ends_the_run(small_mni
     result = mnistkit.train(cfg)
     last = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
     assert result.metrics["epochs"] == 2 and last["lr"] < 0.01 * cfg.lr
+
+
+def test_a_deadline_keeps_the_time_that_scoring_after_training_needs(small_mnist_dir, tmp_path, monkeypatch):
+    # 100 s in all, 20 gone, 10 to score at the end; each 10 s of training costs 5 s more of validation.
+    assert training_seconds_left(100, 20, 10, epoch_train=10, epoch_other=5) == pytest.approx((100 - 20 - 10 - 5) / 1.5)
+    assert training_seconds_left(100, 95, 10, epoch_train=10, epoch_other=5) == 0.0
+
+    # The passes priced are an upper bound of those train makes after its last epoch, each view counted.
+    images = {"n": 0}
+    real_logits = Classifier.logits
+
+    def counting_logits(self, x):
+        if not self.training:
+            images["n"] += len(x) * (2 if self.tta_hflip else 1)
+        return real_logits(self, x)
+
+    monkeypatch.setattr(Classifier, "logits", counting_logits)
+    cfg = small_config(small_mnist_dir, tmp_path / "tta", epochs=1, try_shift_tta=True, augment={"hflip": 0.5})
+    val_passes, test_passes = passes_after_training(cfg, amp=False)
+    assert (val_passes, test_passes) == (1 + 2 + 10, 10)
+    result = mnistkit.train(cfg)
+    after_training = images["n"] - result.metrics["val_images"]  # the one epoch's validation
+    n_val, n_test = result.metrics["val_images"], result.metrics["test_images"]
+    counting_macs = test_passes  # metrics' macs_per_image: one image through every view kept
+    assert n_val + n_test <= after_training <= val_passes * n_val + test_passes * n_test + counting_macs
+    assert passes_after_training(TrainConfig(), amp=True) == (2, 1)  # plain data: the fp32 re-validation only
+
+    # A deadline already past when the first epoch ends: training stops there, and says how far it got.
+    result = mnistkit.train(small_config(small_mnist_dir, tmp_path / "late", epochs=5, deadline_seconds=0.01))
+    assert result.metrics["epochs"] == 1
+    assert result.metrics["train_budget_seconds"] == result.metrics["train_seconds"]
+    # A generous one changes nothing: every epoch runs.
+    result = mnistkit.train(small_config(small_mnist_dir, tmp_path / "early", epochs=2, deadline_seconds=1000))
+    assert result.metrics["epochs"] == 2 and result.metrics["train_budget_seconds"] > result.metrics["train_seconds"]
+    with pytest.raises(MnistkitError, match="deadline_seconds must be >= 0"):
+        TrainConfig(deadline_seconds=-1)
 
 
 def test_the_weight_average_warms_up_so_a_short_run_is_not_stuck_at_its_start(small_mnist_dir, tmp_path):

@@ -29,7 +29,7 @@ from mnistkit.data.datasets import Splits, get_dataset_spec, pixel_stats
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import accuracy_and_loss, energy_score, rejection_threshold
-from mnistkit.models import Classifier, as_image_batch, count_macs, count_parameters, create_model, infer
+from mnistkit.models import TTA_SHIFTS, Classifier, as_image_batch, count_macs, count_parameters, create_model, infer
 from mnistkit.runs import Run
 
 
@@ -87,6 +87,27 @@ def schedule_progress(step: int, total_steps: int, elapsed: float, budget: float
     stops the run first: the clock on a slow machine, the epochs on a fast one."""
     done = step / total_steps
     return min(1.0, max(done, elapsed / budget)) if budget else done
+
+
+def training_seconds_left(deadline: float, wall_elapsed: float, still_to_score: float, epoch_train: float,
+                          epoch_other: float) -> float:
+    """Seconds of training that still fit before ``deadline`` (wall seconds since the run started) once
+    ``wall_elapsed`` of them are gone, when scoring after the last epoch takes ``still_to_score`` seconds and
+    each epoch of ``epoch_train`` seconds of training takes ``epoch_other`` more to validate and save (the
+    last one too, however short)."""
+    if epoch_train <= 0:
+        return 0.0
+    spare = deadline - wall_elapsed - still_to_score - epoch_other
+    return max(0.0, spare / (1 + epoch_other / epoch_train))
+
+
+def passes_after_training(cfg: TrainConfig, amp: bool) -> tuple[int, int]:
+    """At most how many passes over the (validation, test) images `train` makes after its last epoch, each
+    TTA view counted as one: the fp32 re-validation of a bf16 run, then choose_tta's trials, then the test
+    split with every view kept."""
+    flip, shift = cfg.augment.hflip > 0, cfg.try_shift_tta
+    views = (2 if flip else 1) * (len(TTA_SHIFTS) if shift else 1)
+    return 1 + int(amp) + (2 if flip else 0) + (views if shift else 0), views
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -199,6 +220,21 @@ def calibrate_abstention(model: Classifier, val_logits: torch.Tensor | None, cfg
     model.ood_threshold = round(rejection_threshold(scores, cfg.ood_false_rejection), 6)
     return {"ood_score": "energy", "ood_threshold": model.ood_threshold,
             "ood_val_false_rejection": (scores > model.ood_threshold).float().mean().item()}
+
+
+def budget_for_deadline(cfg: TrainConfig, splits: Splits, state: dict, amp: bool,
+                        wall_elapsed: float, epoch_train: float, epoch_wall: float, val_seconds: float) -> float:
+    """The seconds of training (from the run's start) that let ``train`` end by ``cfg.deadline_seconds``,
+    re-estimated after each epoch from what that epoch took here: its training, then its validation and
+    saving; the passes still to come after training are priced at the validation's seconds per image."""
+    n_val, n_test = len(splits.val_images), len(splits.test_images)
+    val_passes, test_passes = passes_after_training(cfg, amp)
+    # Without a validation split, price inference at a third of a training step per image (forward only).
+    per_image = val_seconds / n_val if n_val else epoch_train / (3 * len(splits.train_images))
+    still_to_score = per_image * (val_passes * n_val + test_passes * n_test)
+    left = training_seconds_left(cfg.deadline_seconds, wall_elapsed, still_to_score, epoch_train,
+                                 max(0.0, epoch_wall - epoch_train))
+    return min(cfg.budget_seconds or math.inf, state["train_seconds"] + left)
 
 
 def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
@@ -323,7 +359,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         step_accuracy = distributed.sum_all(step_correct[:steps_done], ranks).cpu() / cfg.batch_size
 
         # In the training dtype: bf16 halves the time of this pass, which a time budget does not count.
+        epoch_train = time.perf_counter() - epoch_start
         val_acc, val_loss = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks, amp_dtype)
+        val_seconds = time.perf_counter() - epoch_start - epoch_train
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
                "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
                "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
@@ -347,10 +385,19 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                        f"[{state['train_seconds']:.1f}s]")
         if on_epoch is not None:
             on_epoch(row)
+        if cfg.deadline_seconds and steps_done == steps_per_epoch:  # cut short, an epoch has spent the budget
+            budget = budget_for_deadline(cfg, splits, state, amp_dtype is not None,
+                                         time.perf_counter() - wall_start, epoch_train=epoch_train,
+                                         epoch_wall=time.perf_counter() - epoch_start, val_seconds=val_seconds)
+            budget = distributed.clock_of_rank0(budget, ranks, device)  # every process stops at the same step
 
     if budget and state["epoch"] < cfg.epochs and cfg.progress:
-        print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {cfg.epochs} epochs "
-              "(--set budget_seconds=0 trains them all)")
+        if cfg.deadline_seconds and budget < (cfg.budget_seconds or math.inf):
+            print(f"deadline: training stopped after {state['train_seconds']:.0f} s so that scoring ends within "
+                  f"{cfg.deadline_seconds:g} s of the start on this machine (--set deadline_seconds=0 lifts it)")
+        else:
+            print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {cfg.epochs} epochs "
+                  "(--set budget_seconds=0 trains them all)")
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
     if amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
@@ -377,6 +424,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         "classes": list(splits.classes), "world_size": ranks.world, "global_batch": cfg.batch_size,
         "batch_per_process": local_batch, **tta, **abstention,
     }
+    if cfg.deadline_seconds:
+        metrics["train_budget_seconds"] = round(budget, 3)  # the training the deadline left, as last estimated
     if ranks.main:
         atomic_write_json(run_dir / runs.METRICS_FILE, metrics)
     distributed.stop(ranks)

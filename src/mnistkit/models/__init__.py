@@ -3,6 +3,7 @@
 from mnistkit.models import fast, inception, resnet, tutorial  # noqa: F401  (registration)
 from mnistkit.models.registry import (
     EVAL_BATCH_SIZE,
+    TTA_SHIFTS,
     Classifier,
     ModelEntry,
     as_image_batch,
@@ -17,6 +18,6 @@ from mnistkit.models.registry import (
 from mnistkit.models.summary import count_macs, count_parameters, summarize
 
 __all__ = [
-    "EVAL_BATCH_SIZE", "Classifier", "ModelEntry", "as_image_batch", "count_macs", "count_parameters", "create_model",
-    "get_model_entry", "infer", "list_models", "register_model", "shift_images", "summarize", "tta_set",
+    "EVAL_BATCH_SIZE", "TTA_SHIFTS", "Classifier", "ModelEntry", "as_image_batch", "count_macs", "count_parameters",
+    "create_model", "get_model_entry", "infer", "list_models", "register_model", "shift_images", "summarize", "tta_set",
 ]
