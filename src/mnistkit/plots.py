@@ -18,10 +18,10 @@ RIGHT = "#1b5e20"
 DPI = 110
 
 
-def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True):
+def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True, **grid):
     """A new figure and its axes, like ``pyplot.subplots`` but owned by no global state."""
     fig = Figure(figsize=figsize)
-    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze, **grid)
 
 
 def save(fig: Figure, path: str | Path) -> Path:
@@ -199,17 +199,30 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     return save(fig, path)
 
 
+def channel_strip(activation: np.ndarray, channels: int) -> np.ndarray:
+    """The first ``channels`` maps of ``activation`` (C, H, W) side by side, each scaled to [0, 1] on its own,
+    one NaN column (drawn blank) between them."""
+    tiles = []
+    for a in activation[:channels].astype(np.float64):
+        span = a.max() - a.min()
+        tiles += [(a - a.min()) / span if span > 0 else np.zeros_like(a), np.full((a.shape[0], 1), np.nan)]
+    return np.hstack(tiles[:-1])
+
+
 def feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path, title: str, per_layer: int = 12) -> Path:
-    """The input and up to ``per_layer`` channels of every conv layer's output, one row per layer."""
-    cols = per_layer + 1
-    fig, axes = subplots(len(maps), cols, figsize=(cols * 0.95, len(maps) * 1.15), squeeze=False)
+    """The input and up to ``per_layer`` channels of every conv layer's output, one row per layer. Each row's
+    channels are one strip image: one axes a channel made this the slowest figure of a report."""
+    fig, axes = subplots(len(maps), 2, figsize=((per_layer + 1) * 0.95, len(maps) * 1.15), squeeze=False,
+                         width_ratios=[1, per_layer], gridspec_kw={"wspace": 0.02})
     for ax in axes.flat:
         ax.axis("off")
     for row, (name, activation) in enumerate(maps):
         axes[row, 0].imshow(image, cmap="gray_r")
         axes[row, 0].set_title(f"{name}\n{activation.shape[1]}x{activation.shape[2]}", fontsize=7)
-        for ch in range(min(per_layer, activation.shape[0])):
-            axes[row, ch + 1].imshow(activation[ch], cmap="magma")
+        axes[row, 0].set_anchor("E")
+        strip = channel_strip(activation, per_layer)
+        axes[row, 1].imshow(strip, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        axes[row, 1].set_anchor("W")
     fig.suptitle(title)
     return save(fig, path)
 
