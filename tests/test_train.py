@@ -1,7 +1,9 @@
 import json
+import sys
 
 import pytest
 import torch
+from tests.conftest import write_idx_dataset
 
 import mnistkit
 from mnistkit import fileio, runs
@@ -189,7 +191,7 @@ def test_the_lr_anneals_by_whichever_of_budget_and_epochs_ends_the_run(small_mni
     assert result.metrics["epochs"] == 2 and last["lr"] < 0.01 * cfg.lr
 
 
-def test_a_deadline_keeps_the_time_that_scoring_after_training_needs(small_mnist_dir, tmp_path, monkeypatch):
+def test_a_deadline_keeps_the_time_that_scoring_after_training_needs(small_mnist_dir, mnist, tmp_path, monkeypatch):
     # 100 s in all, 20 gone, 10 to score at the end; each 10 s of training costs 5 s more of validation.
     assert training_seconds_left(100, 20, 10, epoch_train=10, epoch_other=5) == pytest.approx((100 - 20 - 10 - 5) / 1.5)
     assert training_seconds_left(100, 95, 10, epoch_train=10, epoch_other=5) == 0.0
@@ -223,6 +225,18 @@ def test_a_deadline_keeps_the_time_that_scoring_after_training_needs(small_mnist
     assert result.metrics["epochs"] == 2 and result.metrics["train_budget_seconds"] > result.metrics["train_seconds"]
     with pytest.raises(MnistkitError, match="deadline_seconds must be >= 0"):
         TrainConfig(deadline_seconds=-1)
+
+    # A bf16 run validates in bf16 but scores in fp32: it times one fp32 pass to price scoring, once.
+    train_module = sys.modules["mnistkit.train"]
+    monkeypatch.setattr(train_module, "native_cpu_bf16", lambda: True)
+    timed = []
+    real_timing = train_module.fp32_seconds_per_image
+    monkeypatch.setattr(train_module, "fp32_seconds_per_image",
+                        lambda model, images, cfg: timed.append(len(images)) or real_timing(model, images, cfg))
+    tiny = write_idx_dataset(tmp_path / "tiny", mnist.train_images[:1300].numpy(), mnist.train_labels[:1300].numpy(),
+                             mnist.test_images[:300].numpy(), mnist.test_labels[:300].numpy())  # bf16 is slow where emulated
+    result = mnistkit.train(small_config(tiny, tmp_path / "bf16", epochs=3, amp=True, deadline_seconds=1000, val_size=300))
+    assert result.metrics["train_dtype"] == "bfloat16" and result.metrics["epochs"] == 3 and timed == [300]
 
 
 def test_the_weight_average_warms_up_so_a_short_run_is_not_stuck_at_its_start(small_mnist_dir, tmp_path):

@@ -222,15 +222,21 @@ def calibrate_abstention(model: Classifier, val_logits: torch.Tensor | None, cfg
             "ood_val_false_rejection": (scores > model.ood_threshold).float().mean().item()}
 
 
-def budget_for_deadline(cfg: TrainConfig, splits: Splits, state: dict, amp: bool,
-                        wall_elapsed: float, epoch_train: float, epoch_wall: float, val_seconds: float) -> float:
+def fp32_seconds_per_image(model: nn.Module, images: torch.Tensor, cfg: TrainConfig) -> float:
+    """Wall seconds per image of an fp32 pass over ``images``: the speed of the scoring after training, which a
+    bf16 run's per-epoch validation (about twice as fast) would underprice."""
+    start = time.perf_counter()
+    infer(model, images, cfg.eval_batch_size)
+    return (time.perf_counter() - start) / len(images)
+
+
+def budget_for_deadline(cfg: TrainConfig, splits: Splits, state: dict, amp: bool, wall_elapsed: float,
+                        epoch_train: float, epoch_wall: float, per_image: float) -> float:
     """The seconds of training (from the run's start) that let ``train`` end by ``cfg.deadline_seconds``,
     re-estimated after each epoch from what that epoch took here: its training, then its validation and
-    saving; the passes still to come after training are priced at the validation's seconds per image."""
+    saving; the passes still to come after training are priced at ``per_image`` seconds an image."""
     n_val, n_test = len(splits.val_images), len(splits.test_images)
     val_passes, test_passes = passes_after_training(cfg, amp)
-    # Without a validation split, price inference at a third of a training step per image (forward only).
-    per_image = val_seconds / n_val if n_val else epoch_train / (3 * len(splits.train_images))
     still_to_score = per_image * (val_passes * n_val + test_passes * n_test)
     left = training_seconds_left(cfg.deadline_seconds, wall_elapsed, still_to_score, epoch_train,
                                  max(0.0, epoch_wall - epoch_train))
@@ -301,6 +307,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     eval_model = ema_model if ema_model is not None else model
 
     parity = flip_parity(cfg.augment, len(train_x), cfg.seed, device)
+    fp32_per_image = None  # a deadline's price of scoring, where the per-epoch validation cannot give it
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         if budget and state["train_seconds"] >= budget:
             break
@@ -386,9 +393,13 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         if on_epoch is not None:
             on_epoch(row)
         if cfg.deadline_seconds and steps_done == steps_per_epoch:  # cut short, an epoch has spent the budget
-            budget = budget_for_deadline(cfg, splits, state, amp_dtype is not None,
-                                         time.perf_counter() - wall_start, epoch_train=epoch_train,
-                                         epoch_wall=time.perf_counter() - epoch_start, val_seconds=val_seconds)
+            epoch_wall = time.perf_counter() - epoch_start
+            if amp_dtype is not None or not len(splits.val_images):  # time fp32 scoring itself, once
+                fp32_per_image = fp32_per_image or fp32_seconds_per_image(
+                    eval_model, (splits.val_images if len(splits.val_images) else splits.train_images)[:1024], cfg)
+            per_image = fp32_per_image or val_seconds / len(splits.val_images)
+            budget = budget_for_deadline(cfg, splits, state, amp_dtype is not None, time.perf_counter() - wall_start,
+                                         epoch_train=epoch_train, epoch_wall=epoch_wall, per_image=per_image)
             budget = distributed.clock_of_rank0(budget, ranks, device)  # every process stops at the same step
 
     if budget and state["epoch"] < cfg.epochs and cfg.progress:
