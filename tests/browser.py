@@ -54,7 +54,7 @@ def draw_digit(page, image: np.ndarray, canvas: str = "#pad") -> None:
         y = box["y"] + (row + 0.5) * scale
         page.mouse.move(box["x"] + (start + 0.5) * scale, y)
         page.mouse.down()
-        page.mouse.move(box["x"] + (end + 0.5) * scale, y, steps=3)
+        page.mouse.move(box["x"] + (end + 0.5) * scale, y)  # one straight segment, as the page draws it
         page.mouse.up()
 
 

@@ -69,7 +69,8 @@ def test_export_refuses_bad_ort_dir_and_foreign_folders(trained_run, tmp_path):
 
 
 def test_the_browser_reads_drawn_digits_like_pytorch(site, trained_run, mnist):
-    """20 test digits drawn stroke by stroke on the exported page, answered by onnxruntime-web in the browser."""
+    """12 test digits drawn stroke by stroke on the exported page, answered by onnxruntime-web in the browser (20 took
+    85 s of a suite that must fit in 10 minutes on the slowest CPU seen)."""
     _, url = site
     run = load_run(trained_run)
     correct = 0
@@ -79,7 +80,7 @@ def test_the_browser_reads_drawn_digits_like_pytorch(site, trained_run, mnist):
         page.goto(url)
         page.wait_for_function("window.mnistkit && window.mnistkit.ready", timeout=30000)
         assert "onnxruntime-web" in page.text_content("#model-info") and "trained on mnist" in page.text_content("#model-info")
-        for index in range(20):
+        for index in range(12):
             label = str(int(mnist.test_labels[index]))
             page.click("#clear")
             draw_digit(page, mnist.test_images[index].numpy())
@@ -99,4 +100,4 @@ def test_the_browser_reads_drawn_digits_like_pytorch(site, trained_run, mnist):
                                     ".getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 1 && v < 128).length")
                 assert red > 20
         assert not errors, errors
-    assert correct >= 19, f"{correct}/20 drawn digits read right"
+    assert correct >= 11, f"{correct}/12 drawn digits read right"
