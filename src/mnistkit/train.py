@@ -365,8 +365,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         step_loss = distributed.sum_all(step_loss[:steps_done], ranks).cpu() / ranks.world
         step_accuracy = distributed.sum_all(step_correct[:steps_done], ranks).cpu() / cfg.batch_size
 
-        # In the training dtype: bf16 halves the time of this pass, which a time budget does not count.
         epoch_train = time.perf_counter() - epoch_start
+        # In the training dtype: bf16 halves the time of this pass, which a time budget does not count.
         val_acc, val_loss = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks, amp_dtype)
         val_seconds = time.perf_counter() - epoch_start - epoch_train
         row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
@@ -394,9 +394,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             on_epoch(row)
         if cfg.deadline_seconds and steps_done == steps_per_epoch:  # cut short, an epoch has spent the budget
             epoch_wall = time.perf_counter() - epoch_start
-            if amp_dtype is not None or not len(splits.val_images):  # time fp32 scoring itself, once
-                fp32_per_image = fp32_per_image or fp32_seconds_per_image(
-                    eval_model, (splits.val_images if len(splits.val_images) else splits.train_images)[:1024], cfg)
+            if fp32_per_image is None and (amp_dtype is not None or not len(splits.val_images)):
+                sample = splits.val_images if len(splits.val_images) else splits.train_images
+                fp32_per_image = fp32_seconds_per_image(eval_model, sample[:1024], cfg)  # once: scoring is fp32
             per_image = fp32_per_image or val_seconds / len(splits.val_images)
             budget = budget_for_deadline(cfg, splits, state, amp_dtype is not None, time.perf_counter() - wall_start,
                                          epoch_train=epoch_train, epoch_wall=epoch_wall, per_image=per_image)
