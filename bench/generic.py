@@ -6,8 +6,9 @@ Datasets, built from the Fashion-MNIST training files (`runs/fashion-dev`):
 - `idx`, 100 images per class: the first 1,000 of the dev training images, balanced;
 - `idx`, 1,000 images per class: 10,000 images;
 - `folder`: 300 images per class written as 56x56 dark-on-light PNGs in ROOT/<class>/ (a different
-  range of images), read through the same preprocessing as `mnistkit predict`.
-The idx datasets are scored on the dev holdout (the last 10,000 training images); the folder on
+  range of images), read through the same preprocessing as `mnistkit predict`;
+- `idx`, MNIST 100 and 1,000 images per class (the first of the bundled training files), scored on MNIST's test set.
+The Fashion idx datasets are scored on the dev holdout (the last 10,000 training images); the folder on
 its own 20% split. Both recipes hold out 10% of the training images for validation. The generic
 recipe is `mnistkit train --dataset NAME` with no preset; the tutorial one is `--preset cnn-16-32`
 (Adam 1e-3, batch 50, 3 epochs).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ def balanced(labels: np.ndarray, per_class: int, skip: int = 0) -> np.ndarray:
 def build() -> dict[str, tuple[str, Path]]:
     from PIL import Image
 
-    from mnistkit.data.datasets import FASHION_CLASSES, IDX_FILES
+    from mnistkit.data.datasets import FASHION_CLASSES, IDX_FILES, bundled_mnist_dir
     from mnistkit.data.idx import read_idx, write_idx
 
     x = read_idx(DEV / (IDX_FILES["train_images"] + ".gz"))
@@ -63,6 +65,18 @@ def build() -> dict[str, tuple[str, Path]]:
             (folder / name).mkdir(parents=True, exist_ok=True)
             Image.fromarray(255 - np.kron(x[i], np.ones((2, 2), np.uint8))).save(folder / name / f"{i}.png")
     sets["Fashion PNGs, 300 per class (folder)"] = ("folder", folder)
+    mnist = bundled_mnist_dir()
+    mx, my = (read_idx(mnist / (IDX_FILES[key] + ".gz")) for key in ("train_images", "train_labels"))
+    for per_class in (100, 1000):
+        directory = WORK / f"mnist-{per_class}"
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            pick = balanced(my, per_class)
+            write_idx(directory / (IDX_FILES["train_images"] + ".gz"), mx[pick])
+            write_idx(directory / (IDX_FILES["train_labels"] + ".gz"), my[pick])
+            for key in ("test_images", "test_labels"):
+                shutil.copy(mnist / (IDX_FILES[key] + ".gz"), directory / (IDX_FILES[key] + ".gz"))
+        sets[f"MNIST, {per_class} per class (idx)"] = ("idx", directory)
     return sets
 
 
@@ -78,16 +92,21 @@ def train(dataset: str, data_dir: Path, recipe: list[str], out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--candidate", default="", help="train options of a third recipe to compare, e.g. "
+                        "'--set try_shift_tta=true --set model_kwargs.extra_convs=2'")
     args = parser.parse_args()
     if not DEV.exists():
         raise SystemExit(f"{DEV} is missing: run `python bench/fashion_dev.py` first")
     recipes = {"generic (no --preset)": [],
                "tutorial `cnn-16-32`": ["--preset", "cnn-16-32", "--set", "val_fraction=0.1"]}
+    if args.candidate:
+        recipes[f"candidate (generic {args.candidate})"] = args.candidate.split()
     rows = []
     for title, (dataset, directory) in build().items():
         for name, recipe in recipes.items():
             r = train(dataset, directory, recipe, WORK / "runs" / f"{directory.name}-{name.split()[0]}")
-            scored = "dev holdout" if dataset == "idx" else "its 20% test split"
+            scored = ("MNIST test" if directory.name.startswith("mnist") else "dev holdout") if dataset == "idx" \
+                else "its 20% test split"
             rows.append([title, r["train_images"] + r["val_images"], name, r["epochs"], f"{r['val_accuracy']:.4f}",
                          f"{r['test_accuracy']:.4f} ({scored})", f"{r['train_seconds']:.0f}"])
             print(rows[-1], flush=True)
