@@ -215,7 +215,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # more, since a small dataset overfits a recipe made for 55,000 images. Two extra convs per stage and shift
     # TTA kept where validation rises, as in the Fashion recipe: on Fashion 3,000 per class, final validation
     # 91.77% against 90.38% over two seeds, the rule fixed beforehand, at about twice the training time
-    # (`python bench/generic.py`, BENCHMARKS.md 2026-12-02).
+    # (BENCHMARKS.md 2026-12-02; `python bench/generic.py --candidate '--set try_shift_tta=false --set
+    # model_kwargs.extra_convs=0'` trains the former recipe beside it).
     "generic": dict(model="mknet-m", model_kwargs={"extra_convs": 2}, val_size=0, val_fraction=0.1, min_steps=3000,
                     label_smoothing=0.1, try_shift_tta=True, augment=dict(erase=0.25)),
     "mlp": dict(TUTORIAL, model="mlp", epochs=10, batch_size=100, lr=1e-3, optimizer="adam"),
