@@ -50,6 +50,17 @@ def test_full_resolution_convs_and_per_stage_extra_convs():
         create_model("mknet-xs", full_res_convs=1)
 
 
+def test_convstack_shrinks_by_unpadded_convs_without_pooling():
+    rows = summarize(create_model("convstack"))
+    assert [r.output_shape[1] for r in rows if r.kind == "Conv2d"] == [24, 20, 16, 12, 8]
+    assert not any(r.kind.endswith("Pool2d") for r in rows)
+    assert [r.output_shape for r in rows if r.kind == "Linear"] == [(10,)]
+    assert [r.output_shape[1] for r in summarize(create_model("convstack", widths=(8, 8), kernel=3))
+            if r.kind == "Conv2d"] == [26, 24]
+    with pytest.raises(MnistkitError, match="shrink a 28x28 image to nothing"):
+        create_model("convstack", widths=(8,) * 7)
+
+
 def test_residual_stages_add_their_input_back():
     torch.manual_seed(0)
     plain = create_model("mknet-l", extra_convs=2).eval()

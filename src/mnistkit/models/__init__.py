@@ -1,6 +1,6 @@
 """Named models: ``create_model(name)``, ``list_models()``. Importing this registers every family."""
 
-from mnistkit.models import fast, inception, resnet, tutorial  # noqa: F401  (registration)
+from mnistkit.models import fast, inception, resnet, stack, tutorial  # noqa: F401  (registration)
 from mnistkit.models.registry import (
     EVAL_BATCH_SIZE,
     TTA_SHIFTS,
