@@ -15,7 +15,6 @@ from mnistkit.models import Classifier
 from mnistkit.train import (
     EMA,
     autocast_dtype,
-    distillation_loss,
     learning_rate,
     native_cpu_bf16,
     passes_after_training,
@@ -272,41 +271,3 @@ def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):
     in_bf16 = validate(amp.model, images, labels, amp.config, Ranks(), torch.bfloat16)
     in_fp32 = validate(amp.model, images, labels, amp.config, Ranks())
     assert in_bf16 != in_fp32 and in_bf16 == pytest.approx(in_fp32, abs=0.01)  # bf16 ran, and agrees
-
-
-def test_the_distillation_loss_mixes_labels_and_softened_teacher_probabilities():
-    torch.manual_seed(0)
-    logits, labels = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,))
-    plain = torch.nn.functional.cross_entropy(logits, labels)
-    assert distillation_loss(logits, labels, None, TrainConfig()).item() == pytest.approx(plain.item())
-    assert distillation_loss(logits, labels, torch.rand(8, 10).softmax(1), TrainConfig(distill_weight=0.0)).item() == (
-        pytest.approx(plain.item()))
-    only_teacher = TrainConfig(distill_weight=1.0, distill_temperature=3.0)
-    agreeing = (logits.detach() / 3.0).softmax(1)  # a teacher that already agrees with the student: nothing to learn
-    assert distillation_loss(logits, labels, agreeing, only_teacher).item() == pytest.approx(0.0, abs=1e-6)
-    confident = torch.nn.functional.one_hot(torch.full((8,), 3), 10).float() * 0.99 + 0.001
-    distillation_loss(logits, labels, confident, only_teacher).backward()
-    assert (logits.grad[:, 3] < 0).all()  # a descent step raises the class the teacher believes in
-    with pytest.raises(MnistkitError, match="distill_weight must be in"):
-        TrainConfig(distill_weight=1.5)
-    with pytest.raises(MnistkitError, match=r"teacher_runs\[0\] must be str"):
-        TrainConfig.from_dict({"teacher_runs": [3]})
-
-
-def test_a_student_learns_from_its_teachers_alone_and_only_from_teachers_of_its_training_split(
-        small_mnist_dir, tmp_path):
-    teacher = mnistkit.train(small_config(small_mnist_dir, tmp_path / "teacher", epochs=2))
-    before = {k: v.clone() for k, v in runs.load_tensors(tmp_path / "teacher" / "model.safetensors")[0].items()}
-    # With distill_weight 1 the labels carry no weight: whatever the student learns comes through the teacher.
-    student = mnistkit.train(small_config(small_mnist_dir, tmp_path / "student", epochs=2, distill_weight=1.0,
-                                          teacher_runs=[str(tmp_path / "teacher")]))
-    assert student.metrics["val_accuracy"] > 0.9
-    assert abs(student.metrics["val_accuracy"] - teacher.metrics["val_accuracy"]) < 0.05
-    after = runs.load_tensors(tmp_path / "teacher" / "model.safetensors")[0]
-    assert all(torch.equal(before[k], after[k]) for k in before)  # teaching leaves the teacher as it was
-    with pytest.raises(MnistkitError, match="trained with val_seed=0, this run has 1"):
-        mnistkit.train(small_config(small_mnist_dir, tmp_path / "leaky", epochs=1, val_seed=1,
-                                    teacher_runs=[str(tmp_path / "teacher")]))
-    with pytest.raises(CheckpointError, match="not a run directory"):
-        mnistkit.train(small_config(small_mnist_dir, tmp_path / "none", epochs=1,
-                                    teacher_runs=[str(tmp_path / "missing")]))

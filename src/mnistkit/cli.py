@@ -80,9 +80,6 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/MODEL-DATASET-TIME).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue an interrupted run in this directory.")] = None,
-    teacher: Annotated[list[Path] | None, typer.Option(metavar="RUN", help="A run whose model teaches this one (knowledge "
-                                                       "distillation); repeat it for several, averaged. Each must "
-                                                       "have trained on this run's training split.")] = None,
     test_every_epoch: Annotated[bool | None, typer.Option(help="Also report test accuracy after every epoch.")] = None,
     compile: Annotated[bool | None, typer.Option(help="torch.compile the model (helps on GPU).")] = None,
     amp: Annotated[bool | None, typer.Option(help="bf16 autocast for training (CUDA, or a CPU with native bf16).")] = None,
@@ -99,8 +96,7 @@ def train(
                    batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule,
                    label_smoothing=label_smoothing, val_size=val_size, budget_seconds=budget_seconds, seed=seed,
                    device=device, out=str(out) if out else None, test_every_epoch=test_every_epoch,
-                   compile=compile, amp=amp, progress=progress,
-                   teacher_runs=[str(p) for p in teacher] if teacher else None)
+                   compile=compile, amp=amp, progress=progress)
     cfg = None if resume is not None else build_config(preset, config, options, set_)
     try:
         run = run_training(cfg, resume=resume)

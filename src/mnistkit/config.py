@@ -72,12 +72,6 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=light_augmentation)
     ema_decay: float = 0.0  # 0 disables the exponential moving average of weights
-    # Knowledge distillation (Hinton et al., 2015): run directories whose models, averaged, teach this one on the
-    # same augmented batches, e.g. an ensemble compressed into one network. Each must have trained on this run's
-    # training split (train.load_teachers checks), or the validation images would reach the student through them.
-    teacher_runs: list[str] = field(default_factory=list)
-    distill_weight: float = 0.5  # share of the loss given to matching the teachers' softened probabilities
-    distill_temperature: float = 2.0  # softening of both sides' probabilities in that term
 
     seed: int = 0
     device: str = "auto"
@@ -115,8 +109,6 @@ class TrainConfig:
             (self.deadline_seconds >= 0, f"deadline_seconds must be >= 0, found {self.deadline_seconds}"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), found {self.label_smoothing}"),
             (0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), found {self.ema_decay}"),
-            (0 <= self.distill_weight <= 1, f"distill_weight must be in [0, 1], found {self.distill_weight}"),
-            (self.distill_temperature > 0, f"distill_temperature must be positive, found {self.distill_temperature}"),
             (0 < self.warmup_fraction < 1, f"warmup_fraction must be in (0, 1), found {self.warmup_fraction}"),
             (0 < self.ood_false_rejection < 1,
              f"ood_false_rejection must be in (0, 1), found {self.ood_false_rejection}"),
@@ -165,9 +157,6 @@ def check_type(name: str, value: Any, hint: Any) -> Any:
             return value
         if typing.get_origin(option) is dict and isinstance(value, dict):
             return value
-        if typing.get_origin(option) is list and isinstance(value, list):
-            (item,) = typing.get_args(option)
-            return [check_type(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
         if dataclasses.is_dataclass(option) and isinstance(value, (dict, option)):
             return value
     wanted = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in options)

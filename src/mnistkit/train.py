@@ -160,46 +160,6 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
     return model
 
 
-# The config fields that decide which images a run trains on: a teacher must share them with its student.
-TRAINING_SPLIT_FIELDS = ("dataset", "dataset_options", "val_size", "val_seed")
-
-
-def load_teachers(cfg: TrainConfig, classes: tuple[str, ...], device: torch.device) -> list[Classifier]:
-    """The models of ``cfg.teacher_runs`` on ``device``, without test-time augmentation (they teach on the
-    student's own augmented batch), each checked to have trained on the student's training split and classes."""
-    teachers = []
-    for run_dir in cfg.teacher_runs:
-        teacher = runs.load_run(run_dir, device)
-        for name in TRAINING_SPLIT_FIELDS:
-            theirs, ours = getattr(teacher.config, name), getattr(cfg, name)
-            if theirs != ours:
-                raise MnistkitError(f"teacher {run_dir}: trained with {name}={theirs!r}, this run has {ours!r}; a "
-                                    "teacher must train on the student's training split, or it passes on what it "
-                                    "learned from the student's validation images")
-        if teacher.classes != classes:
-            raise MnistkitError(f"teacher {run_dir}: classes {list(teacher.classes)}, this run's are {list(classes)}")
-        teacher.model.tta_hflip = teacher.model.tta_shift = False
-        teachers.append(teacher.model.requires_grad_(False))
-    return teachers
-
-
-@torch.no_grad()
-def teacher_probabilities(teachers: list[Classifier], images: torch.Tensor, temperature: float) -> torch.Tensor:
-    return sum(F.softmax(t(images).float() / temperature, dim=1) for t in teachers) / len(teachers)
-
-
-def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_probs: torch.Tensor | None,
-                      cfg: TrainConfig) -> torch.Tensor:
-    """Cross-entropy with the labels, mixed (``cfg.distill_weight``) with the KL divergence from the teachers'
-    softened probabilities, scaled by the temperature squared so its gradients keep their size (Hinton et al.)."""
-    hard = F.cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
-    if teacher_probs is None:
-        return hard
-    t = cfg.distill_temperature
-    soft = F.kl_div(F.log_softmax(logits / t, dim=1), teacher_probs, reduction="batchmean") * t * t
-    return (1 - cfg.distill_weight) * hard + cfg.distill_weight * soft
-
-
 def validate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
              ranks: distributed.Ranks, dtype: torch.dtype | None = None) -> tuple[float, float]:
     """Accuracy and mean loss on a labelled split, computed in ``dtype`` (None: fp32); with several
@@ -320,7 +280,6 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
-    teachers = load_teachers(cfg, splits.classes, device)
     # DDP averages gradients; batch-norm statistics are averaged once an epoch instead (average_buffers).
     step_fn = DistributedDataParallel(model, forward_sync_buffers=False) if ranks.distributed else model
     step_fn = torch.compile(step_fn) if cfg.compile else step_fn
@@ -382,8 +341,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             labels = train_y[idx]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = step_fn(images)
-                taught = teacher_probabilities(teachers, images, cfg.distill_temperature) if teachers else None
-                loss = distillation_loss(logits.float(), labels, taught, cfg)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
