@@ -176,35 +176,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # smoothing is on, and a third faster (`python bench/fast_candidates.py`, BENCHMARKS.md).
     "fast": dict(model="mknet-xs", epochs=1, lr=0.3, label_smoothing=0.1, augment=NO_AUGMENTATION),
     "best": dict(model="mknet-l", epochs=30, amp=True, label_smoothing=0.1, augment=STRONG_AUGMENTATION, ema_decay=0.999),
-    # Chosen on validation with `python bench/fashion.py --sweep` (BENCHMARKS.md): two extra convs per
-    # stage, shifts by whole pixels and mirror images (random erasing and mknet-l did not help at this length;
-    # at the cap on an AVX2 CPU neither did EMA, one extra conv, batch 64 or lr 0.2). 30 epochs or 220 s of
-    # training, whichever ends first, so the whole run with its report stays inside 5 minutes on a 2-core AVX2
-    # CPU too (30 epochs of 55,000 images took 432 s of training there, 191 s on the faster host of 2026-11-24). Mirror images by
-    # coin: alternate epochs won on one validation split (93.17% against 93.13%, inside the noise) and lost on a
-    # second one (92.95% against 93.20% over two seeds, the rule fixed beforehand; BENCHMARKS.md). Shift TTA,
-    # kept per run where validation rises, paid for with 15 of the 245 s the cap had: over
-    # three seeds there, final validation 93.25% against 93.17%, 283 s wall on 55,000 images.
-    # 220 s since the same host ran 10% slower a day later and the whole run took up to 299 s: the 5 minutes with a
-    # margin, for 4% of the training. A deadline of 240 s for training and scoring: on a CPU 2.5x slower still
-    # (2026-12-02), scoring with TTA took 50-59 s and startup and the report 45-52 s more, 324 s in all; with the
-    # deadline training gives way there, and startup and the report keep 60 s.
+    # The short Fashion-MNIST recipe, chosen on validation (`python bench/fashion.py --sweep`; BENCHMARKS.md has each
+    # comparison): two extra convs per stage, whole-pixel shifts, mirror images by coin, shift TTA where validation
+    # rises. 30 epochs or 220 s of training, whichever ends first, and a 240 s deadline for training and scoring:
+    # the whole run with its report stays inside 5 minutes on a slow 2-core CPU too, training giving way there.
     "fashion-mnist": dict(model="mknet-m", model_kwargs={"extra_convs": 2}, dataset="fashion-mnist", epochs=30,
                           budget_seconds=220, deadline_seconds=240, label_smoothing=0.1, try_shift_tta=True,
                           augment=dict(NO_AUGMENTATION, translate=0.1, hflip=0.5, whole_pixel_shifts=True)),
-    # The long Fashion-MNIST recipe: a wider, deeper network (48/96/192 channels) trained in bf16 where the CPU
-    # has it, for 1,550 s (the lr schedule follows the clock; with the per-epoch validation, TTA and report
-    # the whole run fits in 30 minutes), with random erasing and EMA, then mirror and shift TTA where
-    # validation keeps them. Chosen on validation over 32/64/128 in fp32 where bf16 gave it 80 epochs; on a
-    # CPU without native bf16 it gets about 20 in fp32, and there 32/64/128 (about 45) won (BENCHMARKS.md).
-    # Shifts by whole pixels, as in the short recipe: over three seeds of the fp32 network they raised the
-    # final validation accuracy from 94.70% to 94.90%. On the bf16 network (three seeds, 65-68 epochs, 2026-12-02)
-    # final validation 95.17%, against 95.05% in the 74-84 epochs of the earlier bf16 host without them.
-    # On an Intel CPU with AMX (75-82 epochs, 2026-12-03) final validation 95.31%, dev holdout 95.00-95.17%.
-    # Residual skips around each stage's extra convs (`model_kwargs.residual`): 95.02% final validation on one seed,
-    # below all three of the plain network, so not adopted (BENCHMARKS.md, 2026-12-02).
-    # A deadline of 1,690 s for training and scoring, so that on a CPU too slow for the budget (scoring with TTA
-    # there takes minutes) the run with its report still fits in 30 minutes; where the budget ends it first it is idle.
+    # The long Fashion-MNIST recipe: 48/96/192 channels in bf16 where the CPU has it, else 32/64/128 in fp32 (there the
+    # cheaper network's extra epochs won), for 1,550 s with the lr following the clock; random erasing, EMA,
+    # whole-pixel shifts, mirror and shift TTA where validation keeps them. The 1,690 s deadline keeps the run with
+    # its report inside 30 minutes on a CPU too slow for the budget. What else was tried, with numbers: BENCHMARKS.md.
     "fashion-mnist-long": dict(model="mknet-l", model_kwargs={"extra_convs": 2, "widths": [48, 96, 192]},
                                fp32_model_kwargs={"widths": [32, 64, 128]},
                                dataset="fashion-mnist", epochs=400, budget_seconds=1550, deadline_seconds=1690, amp=True,
@@ -212,12 +194,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                                augment=dict(NO_AUGMENTATION, translate=0.1, hflip=0.5, erase=0.3,
                                             whole_pixel_shifts=True)),
     "quickdraw": dict(model="mknet-m", dataset="quickdraw"),
-    # For data mnistkit was not tuned on: sizes itself to the data (see adapt_to_data) and regularises
-    # more, since a small dataset overfits a recipe made for 55,000 images. Two extra convs per stage and shift
-    # TTA kept where validation rises, as in the Fashion recipe: on Fashion 3,000 per class, final validation
-    # 91.77% against 90.38% over two seeds, the rule fixed beforehand, at about twice the training time
-    # (BENCHMARKS.md 2026-12-02; `python bench/generic.py --candidate '--set try_shift_tta=false --set
-    # model_kwargs.extra_convs=0'` trains the former recipe beside it).
+    # For data mnistkit was not tuned on: sizes itself to the data (see adapt_to_data) and regularises more, since a
+    # small dataset overfits a recipe made for 55,000 images. Two extra convs per stage and shift TTA won on a Fashion
+    # subset by a rule fixed beforehand (BENCHMARKS.md 2026-12-02; `python bench/generic.py` measures it).
     "generic": dict(model="mknet-m", model_kwargs={"extra_convs": 2}, val_size=0, val_fraction=0.1, min_steps=3000,
                     label_smoothing=0.1, try_shift_tta=True, augment=dict(erase=0.25)),
     "mlp": dict(TUTORIAL, model="mlp", epochs=10, batch_size=100, lr=1e-3, optimizer="adam"),
