@@ -44,6 +44,13 @@ def test_runs_on_different_data_refuse_to_mix(trained_run, small_mnist_dir, tmp_
     assert len(evaluate_ensemble([other.run_dir, relative]).member_accuracy) == 2
     with pytest.raises(MnistkitError, match="at least one run"):
         evaluate_ensemble([])
+    # Another validation split: the first run's validation images include some the second one trained on.
+    other_split = tmp_path / "other-split"
+    shutil.copytree(trained_run, other_split)
+    config = json.loads((other_split / "config.json").read_text())
+    (other_split / "config.json").write_text(json.dumps({**config, "val_seed": 1}))
+    with pytest.raises(MnistkitError, match=r"held out different validation images .*'val_seed': 1"):
+        evaluate_ensemble([trained_run, other_split])
 
 
 def test_greedy_selection_keeps_helpful_members_within_the_budget():

@@ -52,8 +52,13 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probs.argmax(1) == labels).float().mean())
 
 
+# The config fields that decide which training images a run held out for validation. Members must agree on them:
+# the ensemble is chosen on the first member's validation images, and another member may have trained on those.
+VALIDATION_SPLIT_FIELDS = ("dataset_options", "val_size", "val_seed")
+
+
 def load_members(run_dirs: list[str | Path]) -> list[Run]:
-    """The runs, checked to be trained on one dataset."""
+    """The runs, checked to be trained on one dataset with one validation split."""
     if not run_dirs:
         raise MnistkitError("ensemble: give at least one run directory")
     members = [load_run(d) for d in run_dirs]
@@ -61,6 +66,12 @@ def load_members(run_dirs: list[str | Path]) -> list[Run]:
     datasets = {(r.config.dataset, r.config.data_dir and str(Path(r.config.data_dir).resolve())) for r in members}
     if len(datasets) > 1:
         raise MnistkitError(f"ensemble: the runs were trained on different datasets: {sorted(map(str, datasets))}")
+    held_out = [{name: getattr(r.config, name) for name in VALIDATION_SPLIT_FIELDS} for r in members]
+    if any(split != held_out[0] for split in held_out):
+        found = "; ".join(f"{r.run_dir}: {split}" for r, split in zip(members, held_out))
+        raise MnistkitError(f"ensemble: the runs held out different validation images ({found}), so some trained "
+                            "on images the others validate on and no choice made on them would be fair; ensemble "
+                            "runs of one validation split")
     return members
 
 
