@@ -56,6 +56,8 @@ CANDIDATES = {
     # The recipe before it shifted by whole pixels (exact crops): bilinear sub-pixel shifts blur every
     # training image a little, while test images stay sharp.
     "short, sub-pixel shifts": {"augment": {"whole_pixel_shifts": False}},
+    # The recipe before its epochs focused on the hardest half of the images (2026-12-05): every image every epoch.
+    "short, every image every epoch": {"focus_fraction": 1.0},
 }
 
 

@@ -6,13 +6,14 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from mnistkit.config import make_config
 from mnistkit.distributed import exit_process
-from mnistkit.train import train
+from mnistkit.train import focus_plan, train
 
 
 def free_port() -> int:
@@ -46,9 +47,14 @@ def spawn(config: dict, results, resume: bool = False, stop_after: int = 0) -> N
     mp.spawn(worker, args=(2, free_port(), config, resume, stop_after, str(results)), nprocs=2, join=True)
 
 
-def test_two_processes_train_one_run_and_resume_bit_for_bit(small_mnist_dir, tmp_path):
+@pytest.mark.parametrize("focus_fraction", [1.0, 0.5])
+def test_two_processes_train_one_run_and_resume_bit_for_bit(small_mnist_dir, tmp_path, focus_fraction):
+    # With focused epochs each process records the losses of its own share of a batch: unless they are pooled,
+    # the processes order later epochs differently, and a resume (every process reads rank 0's losses) differs.
     config = dict(dataset="idx", data_dir=str(small_mnist_dir), val_size=1000, epochs=3, model="mknet-s",
-                  ema_decay=0.9, augment={"rotate_degrees": 10, "translate": 0.1}, progress=False)
+                  ema_decay=0.9, augment={"rotate_degrees": 10, "translate": 0.1}, progress=False,
+                  focus_fraction=focus_fraction)
+    epochs, focus_size = focus_plan(5000, 128, 3, focus_fraction)
     spawn({**config, "out": str(tmp_path / "full")}, tmp_path / "full-weights")
     ranks = [load_file(tmp_path / "full-weights" / f"rank{r}.safetensors") for r in (0, 1)]
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])  # one model, not two
@@ -57,16 +63,17 @@ def test_two_processes_train_one_run_and_resume_bit_for_bit(small_mnist_dir, tmp
     assert metrics["world_size"] == 2 and metrics["global_batch"] == 128 and metrics["batch_per_process"] == 64
     assert metrics["val_accuracy"] > 0.9
     history = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in history] == [1, 2, 3]  # written once: by rank 0 alone
+    assert [json.loads(r)["epoch"] for r in history] == list(range(1, epochs + 1))  # written once: by rank 0 alone
     steps = (tmp_path / "full" / "steps.csv").read_text().splitlines()
-    assert len(steps) == 1 + 3 * (5000 // 128)
+    assert len(steps) == 1 + 5000 // 128 + (epochs - 1) * (focus_size // 128)
 
     spawn({**config, "out": str(tmp_path / "cut")}, tmp_path / "cut-weights", stop_after=2)
     assert not (tmp_path / "cut" / "metrics.json").exists()
     spawn({**config, "out": str(tmp_path / "cut")}, tmp_path / "cut-weights", resume=True)
     resumed = load_file(tmp_path / "cut-weights" / "rank0.safetensors")
     assert all(torch.equal(resumed[k], ranks[0][k]) for k in resumed)
-    assert [json.loads(r)["epoch"] for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [json.loads(r)["epoch"] for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()] == list(
+        range(1, epochs + 1))
 
 
 def test_torchrun_starts_one_run_from_the_command_line_and_a_time_budget_stops_every_process(small_mnist_dir,

@@ -1,4 +1,5 @@
 import json
+import math
 import sys
 
 import pytest
@@ -15,6 +16,8 @@ from mnistkit.models import Classifier
 from mnistkit.train import (
     EMA,
     autocast_dtype,
+    focus_plan,
+    focused_order,
     learning_rate,
     native_cpu_bf16,
     passes_after_training,
@@ -57,9 +60,11 @@ def test_same_seed_same_result(small_mnist_dir, tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
-def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_path, monkeypatch):
-    # Alternating flips too: their per-image pattern must come back the same after a resume.
-    kw = dict(model="mknet-s", epochs=3, ema_decay=0.9,
+@pytest.mark.parametrize("focus_fraction", [1.0, 0.5])
+def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_path, monkeypatch, focus_fraction):
+    # Alternating flips too: their per-image pattern must come back the same after a resume; and with focused
+    # epochs, each image's last loss, which orders the epochs after the cut.
+    kw = dict(model="mknet-s", epochs=3, ema_decay=0.9, focus_fraction=focus_fraction,
               augment={"rotate_degrees": 10, "translate": 0.1, "hflip": 0.5, "hflip_alternate": True})
     mnistkit.train(small_config(small_mnist_dir, tmp_path / "full", **kw))
 
@@ -81,12 +86,42 @@ def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_
 
     full, _ = runs.load_tensors(tmp_path / "full" / "checkpoint.safetensors")
     cut, _ = runs.load_tensors(tmp_path / "cut" / "checkpoint.safetensors")
-    assert set(full) == set(cut)
-    assert all(torch.equal(full[k], cut[k]) for k in full if k.startswith(("model.", "ema.", "optim.")))
-    history = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in history] == [1, 2, 3]
+    assert set(full) == set(cut) and ("extra.last_loss" in full) == (focus_fraction < 1)
+    assert all(torch.equal(full[k], cut[k]) for k in full if k.startswith(("model.", "ema.", "optim.", "extra.")))
+    history = [json.loads(r) for r in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in history]
+    full_epoch = 5000 // 128
+    if focus_fraction == 1:
+        assert steps == [full_epoch, 2 * full_epoch, 3 * full_epoch]
+    else:  # a full first epoch, then half-size ones, as many as keep the steps of 3 full epochs
+        assert steps == [full_epoch + i * (2500 // 128) for i in range(len(steps))]
+        assert len(steps) == 1 + math.ceil(2 * full_epoch / (2500 // 128)) and steps[-1] >= 3 * full_epoch
     assert resumed.metrics["test_accuracy"] == json.loads((tmp_path / "full" / "metrics.json").read_text())[
         "test_accuracy"]
+    if focus_fraction == 1:  # a checkpoint that holds no per-image losses cannot go on as a focused run
+        config = json.loads((tmp_path / "full" / "config.json").read_text())
+        (tmp_path / "full" / "config.json").write_text(json.dumps({**config, "focus_fraction": 0.5}))
+        with pytest.raises(CheckpointError, match=r"checkpoint.safetensors: expected 'last_loss' of shape \(5000,\)"):
+            mnistkit.train(None, resume=tmp_path / "full")
+
+
+def test_focused_epochs_train_the_hardest_half_and_a_random_rest_within_the_same_steps():
+    assert focus_plan(5000, 100, 10, 1.0) == (10, 5000)
+    assert focus_plan(5000, 100, 1, 0.5) == (1, 5000)
+    epochs, size = focus_plan(5000, 100, 10, 0.5)
+    assert size == 2500 and 50 + (epochs - 1) * 25 == 10 * 50  # one full epoch, then 18 of half the images
+    epochs, size = focus_plan(5000, 100, 10, 0.3)
+    assert size == 1500 and 10 * 50 <= 50 + (epochs - 1) * 15 < 10 * 50 + 15
+    loss = torch.rand(1000, generator=torch.Generator().manual_seed(1))
+    order = focused_order(loss, 400, torch.Generator().manual_seed(0))
+    chosen = order.tolist()
+    assert len(chosen) == 400 and len(set(chosen)) == 400
+    hardest = set(torch.topk(loss, 200).indices.tolist())
+    assert hardest <= set(chosen)  # the half with the highest loss, every one
+    drawn = loss[[i for i in chosen if i not in hardest]]
+    assert (drawn < loss.median()).sum() > 70  # the rest at random from the 800 others, easy ones too
+    assert order.tolist() != sorted(chosen) and not torch.equal(order[:200].sort().values,
+                                                                torch.tensor(sorted(hardest)))  # shuffled
 
 
 def test_load_returns_plain_module_for_inference(trained_run, mnist):
@@ -162,6 +197,8 @@ def test_config_validation_and_schedules():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(MnistkitError, match="unknown fields"):
         TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(MnistkitError, match=r"focus_fraction must be in \(0, 1\], found 0"):
+        TrainConfig(focus_fraction=0)
     cfg = TrainConfig(lr=1.0, schedule="onecycle", epochs=10)
     lrs = [learning_rate(cfg, s / 1000, 1) for s in range(1000)]
     assert lrs[0] < 0.1 and max(lrs) == pytest.approx(1.0, abs=0.01) and lrs[-1] < 0.01

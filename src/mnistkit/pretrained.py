@@ -35,7 +35,8 @@ PRETRAINED: dict[str, Pretrained] = {
         Pretrained("fashion-mnist", "Zalando clothing: the Fashion-MNIST recipe, trained on the first 50,000 "
                                     "training images (the official test files are withheld here: no test accuracy)",
                    "python bench/fashion_dev.py && mnistkit train --dataset fashion-mnist "
-                   "--data-dir runs/fashion-dev --seed 0 --set budget_seconds=0 --set augment.hflip_alternate=true"),
+                   "--data-dir runs/fashion-dev --seed 0 --set budget_seconds=0 --set augment.hflip_alternate=true "
+                   "--set focus_fraction=1"),
     )
 }
 

@@ -214,11 +214,13 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> d
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema_model: nn.Module | None,
-                    generator: torch.Generator, state: dict) -> None:
-    """Everything needed to continue training bit for bit: weights, optimizer, EMA, RNGs and ``state``."""
+                    generator: torch.Generator, state: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Everything needed to continue training bit for bit: weights, optimizer, EMA, RNGs, ``state`` and the
+    loop's own ``extra`` tensors (each image's last loss, say)."""
     opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"optim.{k}": v for k, v in opt_tensors.items()})
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     if ema_model is not None:
         tensors.update({f"ema.{k}": v for k, v in ema_model.state_dict().items()})
     tensors["rng.torch"] = torch.get_rng_state()
@@ -229,8 +231,10 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 
 def restore_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ema_model: nn.Module | None,
-                       generator: torch.Generator, model_name: str) -> dict:
-    """Load what :func:`save_checkpoint` wrote into the given objects; returns the saved ``state``."""
+                       generator: torch.Generator, model_name: str,
+                       extra: dict[str, torch.Tensor] | None = None) -> dict:
+    """Load what :func:`save_checkpoint` wrote into the given objects (``extra``'s tensors are overwritten in
+    place); returns the saved ``state``."""
     tensors, meta = load_tensors(path)
 
     def group(prefix: str) -> dict[str, torch.Tensor]:
@@ -240,6 +244,12 @@ def restore_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Opti
     optimizer.load_state_dict(unflatten_optimizer_state(group("optim."), json.loads(meta["optimizer"])))
     if ema_model is not None:
         load_state_checked(ema_model, group("ema."), str(path), model_name)
+    for name, target in (extra or {}).items():
+        saved = tensors.get(f"extra.{name}")
+        if saved is None or saved.shape != target.shape:
+            found = "nothing" if saved is None else f"shape {tuple(saved.shape)}"
+            raise CheckpointError(f"{path}: expected '{name}' of shape {tuple(target.shape)} to resume, found {found}")
+        target.copy_(saved)
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.generator"])
     if "rng.cuda" in tensors and torch.cuda.is_available():

@@ -110,6 +110,29 @@ def passes_after_training(cfg: TrainConfig, amp: bool) -> tuple[int, int]:
     return 1 + int(amp) + (2 if flip else 0) + (views if shift else 0), views
 
 
+def focus_plan(images: int, batch: int, epochs: int, fraction: float) -> tuple[int, int]:
+    """(epochs to run, images in each epoch after the first) under ``focus_fraction``: the first epoch trains every
+    image, each later one ``fraction`` of them, and there are as many later epochs as keep the optimizer steps of
+    ``epochs`` full ones."""
+    if fraction >= 1 or epochs == 1:
+        return epochs, images
+    later = min(images, max(batch, round(images * fraction)))
+    return 1 + math.ceil((epochs - 1) * (images // batch) / (later // batch)), later
+
+
+def focused_order(last_loss: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One epoch's ``size`` image indices in random order: the ``size // 2`` images whose loss was highest when last
+    trained on, and the rest drawn at random from the others, so that every image comes back now and then and its
+    loss stays fresh. After Jiang et al. (2019), "Accelerating deep learning by focusing on the biggest losers",
+    with each image's loss from its last training step instead of an extra forward pass."""
+    hard = size // 2
+    ranked = torch.argsort(last_loss, descending=True)
+    others = ranked[hard:]
+    drawn = others[torch.randperm(len(others), device=others.device, generator=generator)[: size - hard]]
+    chosen = torch.cat([ranked[:hard], drawn])
+    return chosen[torch.randperm(size, device=chosen.device, generator=generator)]
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     # No weight decay on biases and normalisation parameters: it only hurts them.
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -151,6 +174,11 @@ class EMA:
     def copy_buffers(self, model: nn.Module) -> None:
         for ema_b, b in zip(self.model.buffers(), model.buffers()):
             ema_b.copy_(b)
+
+
+def loop_tensors(last_loss: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The training loop's own state that a checkpoint keeps beside the weights, for a bit-for-bit resume."""
+    return {"last_loss": last_loss} if last_loss is not None else {}
 
 
 def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
@@ -286,35 +314,44 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if cfg.amp and amp_dtype is None and cfg.progress:
         print(f"amp: this {device.type} has no native bf16, so training stays in fp32")
 
-    steps_per_epoch = len(train_x) // cfg.batch_size
-    if steps_per_epoch == 0:
+    full_steps = len(train_x) // cfg.batch_size
+    if full_steps == 0:
         raise MnistkitError(f"batch_size {cfg.batch_size} exceeds the {len(train_x)} training images")
-    total_steps = steps_per_epoch * cfg.epochs
+    epochs, focus_size = focus_plan(len(train_x), cfg.batch_size, cfg.epochs, cfg.focus_fraction)
+    total_steps = full_steps + (epochs - 1) * (focus_size // cfg.batch_size)
+    # Each training image's loss at its last step, where epochs focus on the hard ones. The few the first epoch leaves
+    # out (a last partial batch) start at 0: the random half of later epochs reaches them.
+    last_loss = torch.zeros(len(train_x), device=device) if focus_size < len(train_x) else None
     budget = cfg.budget_seconds  # if set, training stops when it is spent (see schedule_progress for the lr)
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
     ema_model = ema.model if ema is not None else None
     best_state = None  # the best-validation weights, kept by every process
     if resume is not None:  # every process reads the checkpoint that the main one wrote
         state = runs.restore_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator,
-                                        cfg.model)
+                                        cfg.model, extra=loop_tensors(last_loss))
         best_state = runs.load_tensors(run_dir / runs.WEIGHTS_FILE)[0]
         if ranks.main:
             runs.truncate_logs(run_dir, state["epoch"], state["step"])
         if cfg.progress:
-            print(f"Resuming {run_dir} after epoch {state['epoch']} of {cfg.epochs}")
+            print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}")
     elif ranks.main:
         runs.start_logs(run_dir, cfg)
     eval_model = ema_model if ema_model is not None else model
 
     parity = flip_parity(cfg.augment, len(train_x), cfg.seed, device)
     fp32_per_image = None  # a deadline's price of scoring, where the per-epoch validation cannot give it
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+    for epoch in range(state["epoch"] + 1, epochs + 1):
         if budget and state["train_seconds"] >= budget:
             break
         epoch_start = time.perf_counter()
         first_step = state["step"]
         model.train()
-        order = torch.randperm(len(train_x), device=device, generator=generator)
+        if last_loss is None or epoch == 1:
+            order = torch.randperm(len(train_x), device=device, generator=generator)
+        else:
+            order = focused_order(last_loss, focus_size, generator)
+        steps_per_epoch = len(order) // cfg.batch_size
+        epoch_loss = torch.zeros_like(last_loss) if last_loss is not None else None
         # With several processes, each augments its own images: a generator of its own, seeded per epoch so
         # that resuming from a checkpoint needs no per-process state.
         augment_generator = generator if not ranks.distributed else torch.Generator(device=device).manual_seed(
@@ -322,7 +359,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
         step_loss = torch.zeros(steps_per_epoch, device=device)
         step_correct = torch.zeros(steps_per_epoch, device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", leave=False,
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False,
                    disable=not cfg.progress, mininterval=0.5, unit="batch")
         for i in bar:
             elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
@@ -341,7 +378,13 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             labels = train_y[idx]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = step_fn(images)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+                if epoch_loss is None:
+                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+                else:  # per image only here: their mean rounds differently from reduction="mean"
+                    per_image = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing,
+                                                reduction="none")
+                    epoch_loss[idx] = per_image.detach()
+                    loss = per_image.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -362,6 +405,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             distributed.average_buffers(model, ranks)
             if ema is not None:
                 ema.copy_buffers(model)
+        if last_loss is not None:  # each image of the epoch was trained on by one process, the others hold 0
+            trained = order[: steps_done * cfg.batch_size]
+            last_loss[trained] = distributed.sum_all(epoch_loss, ranks)[trained]
         step_loss = distributed.sum_all(step_loss[:steps_done], ranks).cpu() / ranks.world
         step_accuracy = distributed.sum_all(step_correct[:steps_done], ranks).cpu() / cfg.batch_size
 
@@ -384,10 +430,11 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         if ranks.main:
             runs.append_history(run_dir, row)
             runs.append_steps(run_dir, first_step, step_loss, step_accuracy)
-            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator, state)
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator, state,
+                                 extra=loop_tensors(last_loss))
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
-            tqdm.write(f"epoch {epoch:3d}/{cfg.epochs}  train loss {row['train_loss']:.4f} acc "
+            tqdm.write(f"epoch {epoch:3d}/{epochs}  train loss {row['train_loss']:.4f} acc "
                        f"{row['train_accuracy']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}{test}  "
                        f"[{state['train_seconds']:.1f}s]")
         if on_epoch is not None:
@@ -402,12 +449,12 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                                          epoch_train=epoch_train, epoch_wall=epoch_wall, per_image=per_image)
             budget = distributed.clock_of_rank0(budget, ranks, device)  # every process stops at the same step
 
-    if budget and state["epoch"] < cfg.epochs and cfg.progress:
+    if budget and state["epoch"] < epochs and cfg.progress:
         if cfg.deadline_seconds and budget < (cfg.budget_seconds or math.inf):
             print(f"deadline: training stopped after {state['train_seconds']:.0f} s so that scoring ends within "
                   f"{cfg.deadline_seconds:g} s of the start on this machine (--set deadline_seconds=0 lifts it)")
         else:
-            print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {cfg.epochs} epochs "
+            print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {epochs} epochs "
                   "(--set budget_seconds=0 trains them all)")
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
