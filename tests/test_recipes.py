@@ -110,9 +110,11 @@ def test_generic_recipe_adapts_to_the_size_of_the_data():
     cfg = make_config(None, dataset="idx")
     big = adapt_to_data(cfg, 60_000)
     assert big.val_size == 6000 and big.epochs == cfg.epochs  # enough steps already
+    assert big.focus_fraction == cfg.focus_fraction < 1  # focused epochs where there are enough images
     small = adapt_to_data(cfg, 1000)
     assert small.val_size == 100 and small.epochs * (900 // small.batch_size) >= cfg.min_steps
     assert "val_size 100" in small.recipe_note and "epochs" in small.recipe_note
+    assert small.focus_fraction == 1.0 and "focus_fraction 1" in small.recipe_note  # every image, every epoch
     assert adapt_to_data(small, 1000) == small  # idempotent: resuming resolves to the same run
     tiny = adapt_to_data(cfg, 200)
     assert tiny.batch_size == 45 and tiny.lr == pytest.approx(cfg.lr * 45 / 128)
