@@ -10,7 +10,7 @@ from tests.browser import browser_page
 from mnistkit.config import make_config
 from mnistkit.errors import MnistkitError
 from mnistkit.models import infer
-from mnistkit.plots import channel_strip
+from mnistkit.plots import DPI, channel_strip, class_colors, confusion, embeddings, per_class_bars
 from mnistkit.report import show_samples, write_report
 from mnistkit.runs import EVAL_FILE, load_run
 
@@ -24,6 +24,40 @@ def assert_real_picture(path):
         pixels = np.asarray(img.convert("L"), dtype=np.float32)
     assert img.width > 200 and img.height > 100, path
     assert pixels.std() > 5, f"{path} looks blank"
+
+
+@pytest.mark.parametrize("n", [3, 10, 20, 26, 47])
+def test_each_class_gets_its_own_colour(n):
+    assert len(set(class_colors(n))) == n
+
+
+def test_a_long_class_legend_is_drawn_beside_the_panels(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        labels = np.arange(400) % n
+        panels = [("PCA", rng.normal(size=(400, 2))), ("t-SNE", rng.normal(size=(400, 2)))]
+        path = embeddings(panels, labels, [f"class {i}" for i in range(n)], tmp_path / f"{n}.png", "t")
+        assert_real_picture(path)
+        with Image.open(path) as img:
+            return img.width
+
+    # Inside the first panel for 10 classes; 26 names would cover its points, so they go right of the top row,
+    # which widens the picture.
+    assert draw(26) > draw(10) + DPI
+
+
+def test_per_class_figures_stay_bounded_for_hundreds_of_classes(tmp_path):
+    # QuickDraw has 345 classes: sized per class without bound, the confusion matrix was 45,000 pixels wide.
+    n, rng = 345, np.random.default_rng(0)
+    names = [f"class {i}" for i in range(n)]
+    matrix = rng.integers(0, 3, (n, n)) + 40 * np.eye(n, dtype=int)
+    drawn = [confusion(matrix, names, tmp_path / "confusion.png", "t"),
+             per_class_bars(*rng.random((3, n)), names, tmp_path / "per_class.png", "t")]
+    for path in drawn:
+        assert_real_picture(path)
+        with Image.open(path) as img:
+            assert img.width <= 45 * DPI and img.height <= 25 * DPI, (path, img.size)
 
 
 def test_report_has_every_figure_and_renders_in_chromium(trained_run):

@@ -16,6 +16,10 @@ from matplotlib.figure import Figure
 WRONG = "#c62828"
 RIGHT = "#1b5e20"
 DPI = 110
+# Per-class figures grow with the classes up to these bounds, so a 345-class QuickDraw run still draws in seconds.
+ANNOTATED_CLASSES = 30  # above this, a confusion matrix's per-cell numbers are too small to read
+NAMED_TICKS = 60  # the most class names an axis shows; beyond it, every k-th
+LEGEND_CLASSES = 75  # above this, a legend of class colours would be longer than the figure is tall
 
 
 def subplots(rows: int = 1, cols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True, **grid):
@@ -29,6 +33,12 @@ def save(fig: Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
+
+
+def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
+    """Positions and names of the class ticks: every class up to NAMED_TICKS, else every k-th."""
+    positions = list(range(0, len(classes), max(1, -(-len(classes) // NAMED_TICKS))))
+    return positions, [classes[i] for i in positions]
 
 
 def grid_shape(n: int, max_cols: int = 10) -> tuple[int, int]:
@@ -109,24 +119,28 @@ def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, ti
     return save(fig, path)
 
 
+def write_cell_values(ax, data: np.ndarray, shown: np.ndarray, fmt: str) -> None:
+    """Each non-zero cell's value on a heat map, white where the cell is dark."""
+    for i, j in zip(*np.nonzero(data)):
+        dark = shown[i, j] > shown.max() * 0.6
+        ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+
+
 def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
     """Counts and row-normalised rates side by side."""
     matrix = np.asarray(matrix)
     norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(classes)
-    fig, axes = subplots(1, 2, figsize=(max(12, n * 1.2), max(5.5, n * 0.6)))
+    side = min(max(5.5, n * 0.6), 20.0)
+    fig, axes = subplots(1, 2, figsize=(max(12.0, 2 * side), side))
+    positions, names = class_ticks(classes)
     for ax, data, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
         shown = np.log1p(data) if fmt == "d" else data
         ax.imshow(shown, cmap="Blues")
-        for i in range(n):
-            for j in range(n):
-                value = data[i, j]
-                if value:
-                    dark = shown[i, j] > shown.max() * 0.6
-                    ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
-                            color="white" if dark else "black")
-        ax.set_xticks(range(n), classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
-        ax.set_yticks(range(n), classes)
+        if n <= ANNOTATED_CLASSES:
+            write_cell_values(ax, data, shown, fmt)
+        ax.set_xticks(positions, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
+        ax.set_yticks(positions, names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name)
@@ -136,15 +150,16 @@ def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
 
 def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
     x = np.arange(len(classes))
-    fig, ax = subplots(figsize=(max(8, len(classes) * 0.8), 4))
+    fig, ax = subplots(figsize=(min(max(8.0, len(classes) * 0.8), 40.0), 4))
     for offset, values, name in ((-0.27, precision, "precision"), (0, recall, "recall"), (0.27, f1, "F1")):
         ax.bar(x + offset, values, width=0.27, label=name)
     low = min(min(precision), min(recall), min(f1))
     ax.set_ylim(max(0.0, low - (1 - low) * 0.5 - 0.001), 1.0)
-    ax.set_xticks(x, classes, rotation=45 if max(map(len, classes)) > 2 else 0, ha="right")
+    positions, names = class_ticks(classes)
+    ax.set_xticks(positions, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
     ax.set_xlabel("class")
     ax.set_ylabel("score")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: every corner of the axes holds bars
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title)
     return save(fig, path)
@@ -227,25 +242,38 @@ def feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path, ti
     return save(fig, path)
 
 
+def class_colors(n: int) -> list[tuple[float, float, float, float]]:
+    """One distinct colour per class: matplotlib's qualitative tab10/tab20 while they last, then evenly spaced
+    hues, so that a 26- or 47-class dataset never shows two classes in one colour."""
+    if n <= 20:
+        cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+        return [cmap(i) for i in range(n)]
+    return [matplotlib.colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, n)]
+
+
 def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes, path, title: str) -> Path:
     """2-D projections coloured by class, one panel per (method, features) pair."""
     cols = 2
     rows = int(np.ceil(len(panels) / cols))
     fig, axes = subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
-    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    colors = class_colors(len(classes))
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, points) in zip(axes.flat, panels):
         ax.axis("on")
         for c in range(len(classes)):
             sel = labels == c
-            ax.scatter(points[sel, 0], points[sel, 1], s=3, color=cmap(c % cmap.N), label=classes[c], alpha=0.7)
+            ax.scatter(points[sel, 0], points[sel, 1], s=3, color=colors[c], label=classes[c], alpha=0.7)
         ax.set_title(name)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("component 1")
         ax.set_ylabel("component 2")
-    axes.flat[0].legend(markerscale=4, fontsize=8, loc="best", title="class")
+    if len(classes) <= 20:
+        axes.flat[0].legend(markerscale=4, fontsize=8, loc="best", title="class")
+    elif len(classes) <= LEGEND_CLASSES:  # a legend this long would hide a panel's points: beside the top row
+        axes[0, -1].legend(markerscale=4, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="class",
+                           ncols=int(np.ceil(len(classes) / 25)))
     fig.suptitle(title)
     return save(fig, path)
 
