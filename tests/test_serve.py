@@ -1,4 +1,5 @@
 import base64
+import contextlib
 import io
 import socket
 import threading
@@ -9,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from tests.browser import browser_page, draw_digit
+from tests.conftest import write_idx_dataset
 
 from mnistkit.config import make_config
 from mnistkit.serve.app import create_app
@@ -123,20 +125,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def live_server(trained_run):
+@contextlib.contextmanager
+def running_server(run_dir):
+    """`mnistkit serve` for ``run_dir`` on a free loopback port, in a thread; yields its URL."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(trained_run), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(run_dir), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server(trained_run):
+    with running_server(trained_run) as url:
+        yield url
 
 
 def test_draw_a_real_digit_in_the_browser(live_server, mnist):
@@ -157,6 +168,31 @@ def test_draw_a_real_digit_in_the_browser(live_server, mnist):
         assert last["method"] == "integrated-gradients" and len(last["attribution"]) == 784  # why, from Captum
         page.click("#clear")
         assert page.text_content("#label") == "–"
+
+
+def test_the_page_lists_the_most_probable_of_many_classes(mnist, tmp_path):
+    # 30 classes: each digit under three names. The page shows 12 bars, most probable first, not 30.
+    from mnistkit import make_config, train
+
+    n = 3000
+    labels = mnist.train_labels[:n].numpy() + 10 * (np.arange(n) % 3)
+    data = write_idx_dataset(tmp_path / "data", mnist.train_images[:n].numpy(), labels,
+                             mnist.test_images[:300].numpy(), mnist.test_labels[:300].numpy())
+    run = tmp_path / "run"
+    train(make_config("fast", dataset="idx", data_dir=str(data), val_size=300, out=str(run), progress=False))
+    with running_server(run) as url, browser_page() as page:
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelectorAll('.bar-row').length === 12")
+        draw_digit(page, mnist.test_images[0].numpy())
+        page.wait_for_function("window.mnistkit.last && !window.mnistkit.pending()", timeout=15000)
+        rows = page.evaluate("Array.from(document.querySelectorAll('.bar-row')).map(r => "
+                             "[r.querySelector('.name').textContent, parseFloat(r.querySelector('.value').textContent),"
+                             " r.classList.contains('top')])")
+        answer = page.text_content("#label")
+    assert len(rows) == 12
+    values = [value for _, value, _ in rows]
+    assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    assert rows[0][2] and rows[0][0] == answer  # the first bar is the answer the page gives
 
 
 def test_serving_a_shipped_model_never_writes_into_the_package():

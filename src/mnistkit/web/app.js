@@ -9,6 +9,9 @@
 const SIZE = 28;
 const BOX = 20;
 const MIN_CONTRAST = 0.05;
+// Up to this many classes every one has its bar, in class order; with more (QuickDraw has 345), the most
+// probable ones, best first, so the list stays beside the pad.
+const MAX_BARS = 12;
 
 // ---------------------------------------------------------------------------------------------------
 // Preprocessing: any drawing -> white ink on black, fitted into 20x20, centred by mass in 28x28.
@@ -283,9 +286,11 @@ document.getElementById("clear").addEventListener("click", clearPad);
 
 function renderBars(probabilities) {
   const best = probabilities.indexOf(Math.max(...probabilities));
+  let shown = info.classes.map((_, i) => i);
+  if (shown.length > MAX_BARS) shown = shown.sort((a, b) => probabilities[b] - probabilities[a]).slice(0, MAX_BARS);
   barsEl.innerHTML = "";
-  info.classes.forEach((name, i) => {
-    const p = probabilities[i];
+  shown.forEach((i) => {
+    const name = info.classes[i], p = probabilities[i];
     const row = document.createElement("div");
     row.className = "bar-row" + (i === best && p > 0 ? " top" : "");
     row.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span>` +
