@@ -123,7 +123,8 @@ def main() -> None:
                        "`recipe_note` says how); no recipe saw the held-out images. Held-out accuracy on the Fashion "
                        "idx sets is on the last 10,000 Fashion-MNIST training images, not the official test set. The "
                        "generic recipe's depth and shift TTA were chosen on the Fashion sets' validation splits "
-                       "(BENCHMARKS.md, 2026-12-02); the MNIST sets took no part in any choice.")
+                       "(BENCHMARKS.md, 2026-12-02); the MNIST sets took part in one choice only: pooled with the others, "
+                       "their validation splits turned focused epochs off on small data (2026-12-05).")
 
 
 if __name__ == "__main__":

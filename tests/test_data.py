@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,24 @@ def test_validation_split_is_deterministic_and_disjoint(mnist):
     flat = torch.cat([a.train_images, a.val_images]).flatten(1)
     assert torch.equal(flat.sum(1).sort().values, mnist.train_images.flatten(1).sum(1).sort().values)
     assert not torch.equal(split_validation(mnist, 5000, seed=1).val_labels, a.val_labels)
+
+
+def test_stratified_split_gives_each_class_its_share(mnist):
+    # Imbalanced: 500 zeros, 60 ones, 7 sevens. A random 57 of them would hold out 6 +- 2.3 ones; stratified, each
+    # class gives its share rounded down or up (the sevens' 0.7: none or one).
+    labels = mnist.train_labels
+    pick = torch.cat([torch.nonzero(labels == c).flatten()[:n] for c, n in ((0, 500), (1, 60), (7, 7))])
+    data = dataclasses.replace(mnist, train_images=mnist.train_images[pick], train_labels=labels[pick])
+    for seed in range(5):
+        split = split_validation(data, 57, seed=seed, stratified=True)
+        held_out = {c: int((split.val_labels == c).sum()) for c in (0, 1, 7)}
+        assert sum(held_out.values()) == 57 and held_out[0] in (50, 51) and held_out[1] == 6 and held_out[7] in (0, 1)
+        assert len(split.train_images) == len(pick) - 57
+        flat = torch.cat([split.train_images, split.val_images]).flatten(1)  # disjoint and complete
+        assert torch.equal(flat.sum(1).sort().values, data.train_images.flatten(1).sum(1).sort().values)
+    again = split_validation(data, 57, seed=0, stratified=True)
+    assert torch.equal(again.val_labels, split_validation(data, 57, seed=0, stratified=True).val_labels)
+    assert not torch.equal(split_validation(data, 57, seed=1, stratified=True).val_images, again.val_images)
 
 
 def test_pixel_stats_match_published_mnist(mnist):

@@ -102,6 +102,9 @@ def test_each_dataset_gets_its_recipe_and_flips_only_where_mirroring_keeps_the_c
     assert kmnist.preset == "generic" and kmnist.augment.hflip == 0 and "kmnist" in kmnist.recipe_note
     quickdraw = make_config(None, dataset="quickdraw")
     assert quickdraw.augment.hflip == 0.5 and "mirrored" in quickdraw.recipe_note
+    # Data of unknown balance validates on every class's share; MNIST and Fashion keep the split their numbers used.
+    assert kmnist.val_stratified and quickdraw.val_stratified
+    assert not mnist_cfg.val_stratified and not fashion.val_stratified
     assert make_config("fast", dataset="fashion-mnist").model == "mknet-xs"  # --preset still wins over the recipe (mknet-m)
     assert build_config(None, options={"dataset": "fashion-mnist"}).preset == "fashion-mnist"
 

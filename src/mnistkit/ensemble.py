@@ -54,7 +54,7 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 # The config fields that decide which training images a run held out for validation. Members must agree on them:
 # the ensemble is chosen on the first member's validation images, and another member may have trained on those.
-VALIDATION_SPLIT_FIELDS = ("dataset_options", "val_size", "val_seed")
+VALIDATION_SPLIT_FIELDS = ("dataset_options", "val_size", "val_seed", "val_stratified")
 
 
 def load_members(run_dirs: list[str | Path]) -> list[Run]:

@@ -59,7 +59,7 @@ def prepare_data(config: TrainConfig) -> tuple[TrainConfig, Splits]:
     train/validation/test splits a run with it trains, selects and reports on."""
     dataset = load_dataset(config.dataset, config.data_dir, **config.dataset_options)
     config = adapt_to_data(config, len(dataset.train_images))
-    return config, split_validation(dataset, config.val_size, config.val_seed)
+    return config, split_validation(dataset, config.val_size, config.val_seed, config.val_stratified)
 
 
 def load_splits(config: TrainConfig) -> Splits:

@@ -166,13 +166,22 @@ class Splits:
         return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
 
 
-def split_validation(dataset: ImageDataset, val_size: int = 5000, seed: int = 0) -> Splits:
-    """Hold out ``val_size`` training images, chosen by a fixed seed so every run sees the same split."""
+def split_validation(dataset: ImageDataset, val_size: int = 5000, seed: int = 0, stratified: bool = False) -> Splits:
+    """Hold out ``val_size`` training images, chosen by a fixed seed so every run sees the same split.
+    ``stratified``: each class gives its share of them (rounded down or up), as in scikit-learn's
+    ``train_test_split(stratify=...)``, so a small or imbalanced dataset validates on every class."""
     n = len(dataset.train_images)
     if not 0 <= val_size < n:
         raise DataFormatError(f"val_size must be in 0..{n - 1} for {dataset.name}, found {val_size}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val, train = order[:val_size].sort().values, order[val_size:].sort().values
+    if stratified:
+        order = order[torch.sort(dataset.train_labels[order], stable=True).indices]  # by class, shuffled within
+        # Every (n / val_size)-th image of that order: each class's run of it gives floor or ceil of its share.
+        position = torch.arange(n)
+        held_out = (position + 1) * val_size // n > position * val_size // n
+        val, train = order[held_out].sort().values, order[~held_out].sort().values
+    else:
+        val, train = order[:val_size].sort().values, order[val_size:].sort().values
     return Splits(
         dataset=dataset.name,
         classes=dataset.classes,
