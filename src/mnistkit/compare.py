@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnistkit import plots
-from mnistkit.config import COMPARE_MODELS, PRESETS, make_config
+from mnistkit.config import COMPARE_MODELS, PRESETS, make_config, validation_split_for
 from mnistkit.fileio import atomic_write_text
 from mnistkit.models import get_model_entry
 from mnistkit.runs import METRICS_FILE, load_run, read_history, read_json
@@ -50,7 +50,7 @@ def run_one(cfg: CompareConfig, model: str, seed: int) -> dict:
     else:
         budget = {"budget_seconds": cfg.budget_seconds, "epochs": 1000} if cfg.epochs is None else {"epochs": cfg.epochs}
         config = make_config(preset_for(model), model=model, seed=seed, dataset=cfg.dataset, data_dir=cfg.data_dir,
-                             out=str(run_dir), progress=cfg.progress, **budget)
+                             out=str(run_dir), progress=cfg.progress, **budget, **validation_split_for(cfg.dataset))
         metrics = train(config).metrics
     history = read_history(run_dir)
     return {"run_dir": str(run_dir), "history": history, **metrics}

@@ -323,6 +323,16 @@ def make_config(preset: str | None = "default", **overrides: Any) -> TrainConfig
     return TrainConfig.from_dict(values)
 
 
+VALIDATION_FIELDS = ("val_size", "val_fraction", "val_seed", "val_stratified")
+
+
+def validation_split_for(dataset: str) -> dict[str, Any]:
+    """How ``dataset``'s own recipe holds out validation images, for runs of other recipes on that data (compare):
+    the tutorials' presets assume MNIST's 5,000, more than a small folder of images has."""
+    recipe = make_config(None, dataset=dataset)
+    return {name: getattr(recipe, name) for name in VALIDATION_FIELDS}
+
+
 def parse_assignment(text: str) -> dict[str, Any]:
     """``'augment.rotate_degrees=5'`` -> ``{'augment': {'rotate_degrees': 5}}``. The value is read as JSON
     when it parses (numbers, true/false, null, lists, objects) and as a plain string otherwise."""
