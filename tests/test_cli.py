@@ -6,9 +6,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from mnistkit.cli import app
+from mnistkit.errors import MnistkitError
+from mnistkit.evaluate import evaluate_on_dataset
+from mnistkit.pretrained import pretrained_dir
 
 runner = CliRunner()
 
@@ -47,6 +52,35 @@ def test_evaluate_and_predict_commands(trained_run, mnist, tmp_path):
     assert json.loads(result.output)[0]["label"] == str(int(mnist.test_labels[2]))
     result = runner.invoke(app, ["predict", str(trained_run), str(tmp_path / "x.npy"), str(tmp_path / "nope.png")])
     assert result.exit_code == 1 and "nope.png: file not found" in result.output
+
+
+def write_scans(root, mnist, names, per_class=20):
+    """A folder of 'scanned' test digits: ROOT/<name>/ for each digit, dark ink on light paper, larger than 28x28."""
+    for name in names:
+        (root / name).mkdir(parents=True)
+        picks = np.nonzero(mnist.test_labels.numpy() == int(name))[0][:per_class]
+        for i in picks:
+            Image.fromarray(255 - mnist.test_images[i].numpy()).resize((64, 80)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_evaluate_a_model_on_your_own_folder_of_digits(trained_run, mnist, tmp_path):
+    scans = write_scans(tmp_path / "scans", mnist, ["0", "1", "7"])
+    shipped = sorted(p.name for p in pretrained_dir("mnist").iterdir())
+    result = runner.invoke(app, ["evaluate", "mnist", "--dataset", "folder", "--data-dir", str(scans), "--split", "all"])
+    assert result.exit_code == 0, result.output
+    assert "folder all accuracy" in result.output and "60 images" in result.output and "not written" in result.output
+    assert sorted(p.name for p in pretrained_dir("mnist").iterdir()) == shipped
+    # The folder's classes land on the model's outputs of the same names: 20 images each of 0, 1 and 7.
+    scored, written = evaluate_on_dataset(trained_run, "folder", scans, split="all")
+    assert scored.support == [20, 20, 0, 0, 0, 0, 0, 20, 0, 0] and scored.accuracy > 0.9
+    assert written == trained_run / "eval_folder_all.json" and json.loads(written.read_text())["split"] == "all"
+    (scans / "cat").mkdir()
+    Image.fromarray(255 - mnist.test_images[0].numpy()).save(scans / "cat" / "a.png")
+    with pytest.raises(MnistkitError, match=r"classes \['cat'\] that the model does not know"):
+        evaluate_on_dataset("mnist", "folder", scans)
+    with pytest.raises(MnistkitError, match="split must be one of"):
+        evaluate_on_dataset("mnist", "folder", scans, split="val")
 
 
 def test_ctrl_c_leaves_a_resumable_run(small_mnist_dir, tmp_path):

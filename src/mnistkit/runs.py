@@ -41,7 +41,10 @@ TORCHSCRIPT_FILE = "model.torchscript.pt"
 WEB_EXPORT_DIR = "web"  # `mnistkit export --format web` without --out: a static site
 
 
-def eval_file(split: str) -> str:
+def eval_file(split: str, dataset: str | None = None) -> str:
+    """Where `evaluate` writes its scores: of the run's own data, or of another ``dataset`` it was scored on."""
+    if dataset is not None:
+        return f"eval_{dataset}_{split}.json"
     return EVAL_FILE if split == "test" else f"eval_{split}.json"
 
 
