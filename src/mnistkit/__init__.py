@@ -10,6 +10,7 @@
 from mnistkit.config import PRESETS, TrainConfig, make_config
 from mnistkit.data.datasets import list_datasets, load_dataset, split_validation
 from mnistkit.errors import CheckpointError, DataFormatError, ImageError, MnistkitError, UnknownNameError
+from mnistkit.evaluate import evaluate_on_dataset, evaluate_run
 from mnistkit.explain import integrated_gradients
 from mnistkit.models import create_model, infer, list_models
 from mnistkit.predict import load, predict_images
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PRESETS", "CheckpointError", "DataFormatError", "ImageError", "MnistkitError", "Run", "TrainConfig",
-    "UnknownNameError", "create_model", "infer", "integrated_gradients", "list_datasets", "list_models", "load", "load_dataset",
-    "load_pretrained", "load_run", "make_config", "predict_images", "split_validation", "train",
+    "UnknownNameError", "create_model", "evaluate_on_dataset", "evaluate_run", "infer", "integrated_gradients",
+    "list_datasets", "list_models", "load", "load_dataset", "load_pretrained", "load_run", "make_config",
+    "predict_images", "split_validation", "train",
 ]
