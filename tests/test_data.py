@@ -3,10 +3,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from mnistkit.data.augment import AugmentConfig, augment_batch
 from mnistkit.data.datasets import pixel_stats, split_validation
-from mnistkit.data.preprocess import center_of_mass, mnistify
+from mnistkit.data.preprocess import center_of_mass, even_out_lighting, mnistify
 from mnistkit.errors import ImageError, UnknownNameError
 
 
@@ -63,6 +64,37 @@ def test_mnistify_centres_and_fits_box(mnist):
     assert np.ptp(rows) < 21 and np.ptp(cols) < 21
     r, c = center_of_mass(out)
     assert abs(r - 14) < 1 and abs(c - 14) < 1
+
+
+def photo_of(digit: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """A 300x300 'photo' of a 28x28 digit written large on grey paper (0.85), under ``light`` (1 = full)."""
+    ink = np.asarray(Image.fromarray(digit).resize((200, 200), Image.BILINEAR), np.float32) / 255
+    paper = np.full((300, 300), 0.85, np.float32)
+    paper[50:250, 50:250] = np.minimum(paper[50:250, 50:250], 1 - 0.9 * ink)
+    return paper * light
+
+
+def test_a_shadow_across_the_paper_is_not_taken_for_ink(mnist, tmp_path):
+    # Lit from the left, half as bright on the right: before even_out_lighting, predict said "not a digit" to all
+    # 8 such photos tried (2026-12-06), the shadowed side counting as ink.
+    from mnistkit import load, predict_images
+
+    shadow = np.linspace(1.0, 0.55, 300, dtype=np.float32)[None, :]
+    paths = []
+    for i in (0, 1, 3):  # a 7, a 2 and a 0
+        path = tmp_path / f"photo{i}.png"
+        Image.fromarray((photo_of(mnist.test_images[i].numpy(), shadow) * 255).astype(np.uint8)).save(path)
+        paths.append(path)
+    predictions = predict_images(load("mnist"), paths)
+    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
+    assert not any(p.rejected for p in predictions)
+
+
+def test_even_lighting_and_small_pictures_are_left_as_they_are(mnist):
+    even = photo_of(mnist.test_images[0].numpy(), np.ones((1, 300), np.float32))
+    assert even_out_lighting(even) is even  # so a drawing reads the same on the page as through the server
+    small = 1 - mnist.test_images[0].numpy() / 255  # 28x28: its strokes are as wide as the paper filter
+    assert even_out_lighting(small) is small
 
 
 def test_mnistify_rejects_empty():

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from mnistkit.errors import ImageError
 
@@ -33,6 +34,8 @@ SIZE = 28
 MIN_CONTRAST = 0.05  # an image whose ink differs from its background by less than this is empty
 MAX_PIXELS = 40_000_000  # 40 megapixels (e.g. 8000 x 5000): any phone photo, not a decompression bomb
 WORK_SIZE = 1024  # longest side kept after decoding; the digit ends up 20 pixels tall anyway
+PHOTO_SIZE = 100  # a smaller picture is a digit already cut out: its strokes may be as wide as the paper filter
+UNEVEN_PAPER = 0.1  # paper brightness varying by more than this across a photo: a shadow or uneven light
 
 
 class ImageTooLarge(ImageError):
@@ -105,6 +108,24 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.n
         raise ImageTooLarge(f"{name}: too large to decode in memory") from None
     except Exception as exc:  # noqa: BLE001  (a hostile file can make PIL raise almost anything)
         raise ImageError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
+
+
+def even_out_lighting(gray: np.ndarray) -> np.ndarray:
+    """A photo with its uneven lighting divided out, so that a shadow across the paper is not taken for ink.
+
+    The paper's brightness at each pixel is the brightest value within a sixth of the picture (pen strokes are
+    thinner than that), smoothed over as much again; the picture is divided by it. Pictures lit evenly, and those
+    under PHOTO_SIZE pixels a side, come back as they are, so that a drawing reads the same here as in the page."""
+    if min(gray.shape) < PHOTO_SIZE:
+        return gray
+    light_paper = np.median(gray) >= 0.5  # the whole picture, mostly paper, says which way round the ink is
+    g = gray if light_paper else 1.0 - gray
+    window = min(gray.shape) // 6
+    paper = ndimage.uniform_filter(ndimage.maximum_filter(g, size=window), size=window)
+    if paper.max() - paper.min() < UNEVEN_PAPER:
+        return gray
+    flat = np.clip(g / np.maximum(paper, 1e-3), 0.0, 1.0)
+    return flat if light_paper else 1.0 - flat
 
 
 def to_white_on_black(gray: np.ndarray) -> np.ndarray:
@@ -184,4 +205,4 @@ def load_digit(path: str | Path) -> np.ndarray:
     """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black."""
     if str(path).lower().endswith(".npy"):
         return load_array(path)
-    return mnistify(open_image(path), str(path))
+    return mnistify(even_out_lighting(open_image(path)), str(path))
