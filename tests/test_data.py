@@ -7,7 +7,7 @@ from PIL import Image
 
 from mnistkit.data.augment import AugmentConfig, augment_batch
 from mnistkit.data.datasets import pixel_stats, split_validation
-from mnistkit.data.preprocess import center_of_mass, even_out_lighting, mnistify
+from mnistkit.data.preprocess import center_of_mass, even_out_lighting, mnistify, prepare_photo
 from mnistkit.errors import ImageError, UnknownNameError
 
 
@@ -90,9 +90,36 @@ def test_a_shadow_across_the_paper_is_not_taken_for_ink(mnist, tmp_path):
     assert not any(p.rejected for p in predictions)
 
 
+def test_a_dark_frame_around_the_paper_is_cropped_away(mnist, tmp_path):
+    # A desk showing at the photo's edges: before crop_to_paper its dark border was taken for the background, so the
+    # paper read as ink, and 8 of 8 photos tried were refused or misread (2026-12-06).
+    from mnistkit import load, predict_images
+
+    paths = []
+    for i in (0, 1, 3):
+        photo = photo_of(mnist.test_images[i].numpy(), np.ones((1, 300), np.float32))
+        photo[:15], photo[-15:], photo[:, :15], photo[:, -15:] = 0.15, 0.15, 0.15, 0.15
+        paths.append(tmp_path / f"framed{i}.png")
+        Image.fromarray((photo * 255).astype(np.uint8)).save(paths[-1])
+    predictions = predict_images(load("mnist"), paths)
+    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
+    assert not any(p.rejected for p in predictions)
+
+
+def test_tightly_cropped_digits_are_left_as_they_are(mnist):
+    # Ink touching every edge, in strokes as wide as a sixth of the picture: neither a frame to crop nor a shadow
+    # (a max-filter estimate of the paper, without the plane, took the inside of thick strokes for shade).
+    for digit in mnist.test_images[:40].numpy():
+        rows, cols = np.nonzero(digit)
+        for size in ((120, 150), (400, 500)):
+            tight = 1 - np.asarray(Image.fromarray(digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
+                                   .resize(size, Image.BILINEAR), np.float32) / 255
+            assert prepare_photo(tight) is tight
+
+
 def test_even_lighting_and_small_pictures_are_left_as_they_are(mnist):
     even = photo_of(mnist.test_images[0].numpy(), np.ones((1, 300), np.float32))
-    assert even_out_lighting(even) is even  # so a drawing reads the same on the page as through the server
+    assert even_out_lighting(even) is even and prepare_photo(even) is even  # a drawing reads as on the page
     small = 1 - mnist.test_images[0].numpy() / 255  # 28x28: its strokes are as wide as the paper filter
     assert even_out_lighting(small) is small
 

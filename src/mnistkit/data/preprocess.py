@@ -35,7 +35,7 @@ MIN_CONTRAST = 0.05  # an image whose ink differs from its background by less th
 MAX_PIXELS = 40_000_000  # 40 megapixels (e.g. 8000 x 5000): any phone photo, not a decompression bomb
 WORK_SIZE = 1024  # longest side kept after decoding; the digit ends up 20 pixels tall anyway
 PHOTO_SIZE = 100  # a smaller picture is a digit already cut out: its strokes may be as wide as the paper filter
-UNEVEN_PAPER = 0.1  # paper brightness varying by more than this across a photo: a shadow or uneven light
+UNEVEN_PAPER = 0.2  # paper brightness varying by more than this across a photo: a shadow or uneven light
 
 
 class ImageTooLarge(ImageError):
@@ -110,22 +110,67 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.n
         raise ImageError(f"{name}: cannot decode image ({type(exc).__name__}: {exc})") from None
 
 
+def prepare_photo(gray: np.ndarray) -> np.ndarray:
+    """A decoded picture as paper and ink for ``mnistify``: a dark frame or desk at its edges cropped away, then its
+    uneven lighting divided out. A clean picture (a drawing, a scan, a cut-out digit) comes back as it is."""
+    return even_out_lighting(crop_to_paper(gray))
+
+
+def crop_to_paper(gray: np.ndarray) -> np.ndarray:
+    """The paper alone, where a photo's edges show something darker around it (a desk, a frame).
+
+    It applies only where the border is mostly dark while most of the picture is light: then the border is not the
+    paper, as ``mnistify`` would otherwise take it to be. The paper is the largest region lighter than halfway
+    between the two, with the ink inside it filled in; the picture is cropped to it and the rest made paper."""
+    if min(gray.shape) < PHOTO_SIZE:
+        return gray
+    edge = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    whole = float(np.median(gray))
+    if edge >= 0.5 or whole < 0.5:
+        return gray
+    regions, count = ndimage.label(gray > (edge + whole) / 2)
+    if count == 0:
+        return gray
+    largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+    paper = ndimage.binary_fill_holes(regions == largest)
+    rows, cols = np.nonzero(paper)
+    box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+    return np.where(paper[box], gray[box], whole)
+
+
 def even_out_lighting(gray: np.ndarray) -> np.ndarray:
     """A photo with its uneven lighting divided out, so that a shadow across the paper is not taken for ink.
 
-    The paper's brightness at each pixel is the brightest value within a sixth of the picture (pen strokes are
-    thinner than that), smoothed over as much again; the picture is divided by it. Pictures lit evenly, and those
-    under PHOTO_SIZE pixels a side, come back as they are, so that a drawing reads the same here as in the page."""
+    The paper's brightness is modelled as a plane: fitted to the picture's local maxima (over a sixth of it), then
+    refitted to those at or above the plane, so that it rests on the paper and not in thick strokes. Only where it
+    varies by more than UNEVEN_PAPER across the picture is the picture divided by it. Evenly lit pictures, tight
+    crops of a digit (their plane varied by at most 0.13 over 600 of them) and pictures under PHOTO_SIZE pixels a
+    side come back as they are, so that a drawing reads the same here as in the page."""
     if min(gray.shape) < PHOTO_SIZE:
         return gray
     light_paper = np.median(gray) >= 0.5  # the whole picture, mostly paper, says which way round the ink is
     g = gray if light_paper else 1.0 - gray
-    window = min(gray.shape) // 6
-    paper = ndimage.uniform_filter(ndimage.maximum_filter(g, size=window), size=window)
-    if paper.max() - paper.min() < UNEVEN_PAPER:
+    paper = paper_plane(g)
+    if paper.max() - paper.min() <= UNEVEN_PAPER:
         return gray
-    flat = np.clip(g / np.maximum(paper, 1e-3), 0.0, 1.0)
+    flat = np.clip(g / np.maximum(paper, 0.05), 0.0, 1.0)
     return flat if light_paper else 1.0 - flat
+
+
+def paper_plane(g: np.ndarray) -> np.ndarray:
+    """The plane a + b*x + c*y under the paper of ``g`` (light paper), evaluated at every pixel."""
+    h, w = g.shape
+    local = ndimage.maximum_filter(g, size=min(h, w) // 6)
+    step = max(1, min(h, w) // 64)  # about 4,000 points are plenty for three numbers
+    yy, xx = np.mgrid[0:h:step, 0:w:step]
+    terms = np.stack([np.ones(yy.size), xx.ravel() / w, yy.ravel() / h], 1)
+    values = local[::step, ::step].ravel()
+    on_paper = np.ones(len(values), bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(terms[on_paper], values[on_paper], rcond=None)[0]
+        on_paper = values >= terms @ coef - 0.02
+    rows, cols = np.arange(h)[:, None] / h, np.arange(w)[None, :] / w
+    return coef[0] + coef[1] * cols + coef[2] * rows
 
 
 def to_white_on_black(gray: np.ndarray) -> np.ndarray:
@@ -205,4 +250,4 @@ def load_digit(path: str | Path) -> np.ndarray:
     """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black."""
     if str(path).lower().endswith(".npy"):
         return load_array(path)
-    return mnistify(even_out_lighting(open_image(path)), str(path))
+    return mnistify(prepare_photo(open_image(path)), str(path))

@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, even_out_lighting, mnistify, open_image
+from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, mnistify, open_image, prepare_photo
 from mnistkit.errors import ImageError, MnistkitError
 from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.export import export_onnx, page_dir
@@ -121,7 +121,7 @@ def decode_base64_image(text: str) -> bytes:
 
 def picture_to_digit(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """Decode and MNIST-style preprocess an uploaded picture (run in a worker thread: PIL releases the GIL)."""
-    return mnistify(even_out_lighting(open_image(data, max_pixels=max_pixels)), name)
+    return mnistify(prepare_photo(open_image(data, max_pixels=max_pixels)), name)
 
 
 async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadPoolExecutor) -> np.ndarray:
