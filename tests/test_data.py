@@ -106,6 +106,22 @@ def test_a_dark_frame_around_the_paper_is_cropped_away(mnist, tmp_path):
     assert not any(p.rejected for p in predictions)
 
 
+def test_the_rules_of_lined_paper_are_not_taken_for_ink(mnist, tmp_path):
+    # A rule every 40 pixels, lighter than the ink: before erase_ruled_lines the rules stretched the ink's box to the
+    # whole page and 8 of 8 such photos were refused (2026-12-06).
+    from mnistkit import load, predict_images
+
+    paths = []
+    for i in (0, 1, 3):
+        photo = photo_of(mnist.test_images[i].numpy(), np.ones((1, 300), np.float32))
+        photo[::40] = 0.6
+        paths.append(tmp_path / f"lined{i}.png")
+        Image.fromarray((photo * 255).astype(np.uint8)).save(paths[-1])
+    predictions = predict_images(load("mnist"), paths)
+    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
+    assert not any(p.rejected for p in predictions)
+
+
 def test_tightly_cropped_digits_are_left_as_they_are(mnist):
     # Ink touching every edge, in strokes as wide as a sixth of the picture: neither a frame to crop nor a shadow
     # (a max-filter estimate of the paper, without the plane, took the inside of thick strokes for shade).

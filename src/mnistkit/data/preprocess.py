@@ -36,6 +36,7 @@ MAX_PIXELS = 40_000_000  # 40 megapixels (e.g. 8000 x 5000): any phone photo, no
 WORK_SIZE = 1024  # longest side kept after decoding; the digit ends up 20 pixels tall anyway
 PHOTO_SIZE = 100  # a smaller picture is a digit already cut out: its strokes may be as wide as the paper filter
 UNEVEN_PAPER = 0.2  # paper brightness varying by more than this across a photo: a shadow or uneven light
+RULE_LENGTH, RULE_THICKNESS = 0.9, 0.02  # lined paper's rules: this share of the width long, of the height thick
 
 
 class ImageTooLarge(ImageError):
@@ -113,7 +114,37 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.n
 def prepare_photo(gray: np.ndarray) -> np.ndarray:
     """A decoded picture as paper and ink for ``mnistify``: a dark frame or desk at its edges cropped away, then its
     uneven lighting divided out. A clean picture (a drawing, a scan, a cut-out digit) comes back as it is."""
-    return even_out_lighting(crop_to_paper(gray))
+    return erase_ruled_lines(even_out_lighting(crop_to_paper(gray)))
+
+
+def erase_ruled_lines(gray: np.ndarray) -> np.ndarray:
+    """Lined paper's rules made paper: dark lines across at least RULE_LENGTH of the picture's width, no thicker
+    than RULE_THICKNESS of its height. A digit's strokes are thicker than that, even a tight crop's 7 whose bar
+    spans the width; where a stroke crosses a rule, the gap is one rule thick."""
+    h, w = gray.shape
+    if min(h, w) < PHOTO_SIZE:
+        return gray
+    light_paper = np.median(gray) >= 0.5
+    g = gray if light_paper else 1.0 - gray
+    paper = float(np.median(g))
+    dark = (g < paper - 0.1).astype(np.uint8)
+    run = int(RULE_LENGTH * w)
+    # Runs at least `run` long; outside the picture counts as paper, or a run at its edge would count twice.
+    shortest = ndimage.minimum_filter1d(dark, run, axis=1, mode="constant", cval=0)
+    along = ndimage.maximum_filter1d(shortest, run, axis=1, mode="constant", cval=0)
+    if not along.any():
+        return gray
+    # A rule is a run thin on average along its whole length (area / width), so a slanted one still counts and a
+    # thick stroke's slanted edge does not.
+    lines, count = ndimage.label(along)
+    areas = np.bincount(lines.ravel())[1:]
+    widths = np.array([box[1].stop - box[1].start for box in ndimage.find_objects(lines)])
+    thin = np.flatnonzero(areas / widths <= RULE_THICKNESS * h) + 1
+    if len(thin) < 2:  # lined paper has several rules; one thin run is more likely a digit's widest row
+        return gray
+    rules = ndimage.binary_dilation(np.isin(lines, thin))  # with their blurred edges and ends
+    g = np.where(rules, paper, g)
+    return g if light_paper else 1.0 - g
 
 
 def crop_to_paper(gray: np.ndarray) -> np.ndarray:
