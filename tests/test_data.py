@@ -74,51 +74,39 @@ def photo_of(digit: np.ndarray, light: np.ndarray) -> np.ndarray:
     return paper * light
 
 
-def test_a_shadow_across_the_paper_is_not_taken_for_ink(mnist, tmp_path):
-    # Lit from the left, half as bright on the right: before even_out_lighting, predict said "not a digit" to all
-    # 8 such photos tried (2026-12-06), the shadowed side counting as ink.
+def even_light() -> np.ndarray:
+    return np.ones((1, 300), np.float32)
+
+
+def with_shadow(photo: np.ndarray) -> np.ndarray:
+    return photo * np.linspace(1.0, 0.55, 300, dtype=np.float32)[None, :]  # half as bright on the right
+
+
+def with_frame(photo: np.ndarray) -> np.ndarray:
+    photo = photo.copy()
+    photo[:15], photo[-15:], photo[:, :15], photo[:, -15:] = 0.15, 0.15, 0.15, 0.15  # a desk at the edges
+    return photo
+
+
+def with_rules(photo: np.ndarray) -> np.ndarray:
+    photo = photo.copy()
+    photo[::40] = 0.6  # lined paper: a rule every 40 pixels, lighter than the ink
+    return photo
+
+
+# Before prepare_photo, predict refused or misread all 8 test digits rendered each of these ways (2026-12-06):
+# the shadowed side, the frame or the rules counted as ink, or the frame as the paper.
+@pytest.mark.parametrize("spoil", [with_shadow, with_frame, with_rules])
+def test_photos_are_read_despite_shadow_frame_or_rules(spoil, mnist, tmp_path):
     from mnistkit import load, predict_images
 
-    shadow = np.linspace(1.0, 0.55, 300, dtype=np.float32)[None, :]
-    paths = []
-    for i in (0, 1, 3):  # a 7, a 2 and a 0
-        path = tmp_path / f"photo{i}.png"
-        Image.fromarray((photo_of(mnist.test_images[i].numpy(), shadow) * 255).astype(np.uint8)).save(path)
-        paths.append(path)
+    digits = (0, 1, 3)  # a 7, a 2 and a 0
+    paths = [tmp_path / f"{spoil.__name__}-{i}.png" for i in digits]
+    for i, path in zip(digits, paths):
+        photo = spoil(photo_of(mnist.test_images[i].numpy(), even_light()))
+        Image.fromarray((photo * 255).astype(np.uint8)).save(path)
     predictions = predict_images(load("mnist"), paths)
-    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
-    assert not any(p.rejected for p in predictions)
-
-
-def test_a_dark_frame_around_the_paper_is_cropped_away(mnist, tmp_path):
-    # A desk showing at the photo's edges: before crop_to_paper its dark border was taken for the background, so the
-    # paper read as ink, and 8 of 8 photos tried were refused or misread (2026-12-06).
-    from mnistkit import load, predict_images
-
-    paths = []
-    for i in (0, 1, 3):
-        photo = photo_of(mnist.test_images[i].numpy(), np.ones((1, 300), np.float32))
-        photo[:15], photo[-15:], photo[:, :15], photo[:, -15:] = 0.15, 0.15, 0.15, 0.15
-        paths.append(tmp_path / f"framed{i}.png")
-        Image.fromarray((photo * 255).astype(np.uint8)).save(paths[-1])
-    predictions = predict_images(load("mnist"), paths)
-    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
-    assert not any(p.rejected for p in predictions)
-
-
-def test_the_rules_of_lined_paper_are_not_taken_for_ink(mnist, tmp_path):
-    # A rule every 40 pixels, lighter than the ink: before erase_ruled_lines the rules stretched the ink's box to the
-    # whole page and 8 of 8 such photos were refused (2026-12-06).
-    from mnistkit import load, predict_images
-
-    paths = []
-    for i in (0, 1, 3):
-        photo = photo_of(mnist.test_images[i].numpy(), np.ones((1, 300), np.float32))
-        photo[::40] = 0.6
-        paths.append(tmp_path / f"lined{i}.png")
-        Image.fromarray((photo * 255).astype(np.uint8)).save(paths[-1])
-    predictions = predict_images(load("mnist"), paths)
-    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in (0, 1, 3)]
+    assert [p.label for p in predictions] == [str(int(mnist.test_labels[i])) for i in digits]
     assert not any(p.rejected for p in predictions)
 
 
@@ -134,7 +122,7 @@ def test_tightly_cropped_digits_are_left_as_they_are(mnist):
 
 
 def test_even_lighting_and_small_pictures_are_left_as_they_are(mnist):
-    even = photo_of(mnist.test_images[0].numpy(), np.ones((1, 300), np.float32))
+    even = photo_of(mnist.test_images[0].numpy(), even_light())
     assert even_out_lighting(even) is even and prepare_photo(even) is even  # a drawing reads as on the page
     small = 1 - mnist.test_images[0].numpy() / 255  # 28x28: its strokes are as wide as the paper filter
     assert even_out_lighting(small) is small
