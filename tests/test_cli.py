@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,21 @@ def test_evaluate_a_model_on_your_own_folder_of_digits(trained_run, mnist, tmp_p
         evaluate_on_dataset("mnist", "folder", scans)
     with pytest.raises(MnistkitError, match="split must be one of"):
         evaluate_on_dataset("mnist", "folder", scans, split="val")
+
+
+def test_predict_reads_every_picture_in_a_folder(trained_run, mnist, tmp_path):
+    scans = write_scans(tmp_path / "scans", mnist, ["0", "1", "7"], per_class=5)
+    result = runner.invoke(app, ["predict", str(scans), "--json"])  # a folder of pictures, not a model
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.output)
+    assert len(answers) == 15 and all(a["file"].endswith(".png") for a in answers)
+    right = sum(a["label"] == Path(a["file"]).parent.name for a in answers)
+    assert right >= 14
+    result = runner.invoke(app, ["predict", str(trained_run), str(scans / "7")])  # a run first is still the model
+    assert result.exit_code == 0 and result.output.count(".png: ") == 5
+    (tmp_path / "empty").mkdir()
+    proc = mnistkit_cmd("predict", tmp_path / "empty")
+    assert proc.returncode == 2 and "a folder with no pictures in it" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_ctrl_c_leaves_a_resumable_run(small_mnist_dir, tmp_path):

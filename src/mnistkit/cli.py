@@ -228,8 +228,9 @@ def print_evaluation(result, what: str, mistakes: int) -> None:
 
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/... pictures of any size, or 28x28 .npy arrays. "
-                                                      "(A run directory given first is used as --model-from.)")],
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG/... pictures of any size, 28x28 .npy arrays, or "
+                                                      "folders of them. (A run directory given first is used as "
+                                                      "--model-from.)")],
     model_from: Annotated[str, typer.Option("--model-from", help="A pretrained model (see `mnistkit models "
                                                                  "--pretrained`) or a run directory.")] = "mnist",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
@@ -240,8 +241,9 @@ def predict(
     is above the threshold T that refuses 1% of the validation digits (`ood_false_rejection`).
     With no --model-from, the pretrained MNIST model shipped with mnistkit answers: no training needed."""
     from mnistkit.predict import load, predict_images
+    from mnistkit.runs import WEIGHTS_FILE
 
-    if images and images[0].is_dir():  # the older form: mnistkit predict RUN_DIR IMAGE...
+    if images and (images[0] / WEIGHTS_FILE).is_file():  # the older form: mnistkit predict RUN_DIR IMAGE...
         model_from, images = str(images[0]), images[1:]
     if not images:
         raise typer.BadParameter("give at least one picture")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mnistkit.data.folder import IMAGE_SUFFIXES
 from mnistkit.data.preprocess import load_digit
 from mnistkit.errors import MnistkitError
 from mnistkit.metrics import energy_score
@@ -53,11 +54,27 @@ def rejection(model: Classifier, score: float) -> str | None:
     return f"not {what} (score {score:.2f} above {model.ood_threshold:.2f})"
 
 
+def picture_files(paths: list[str | Path]) -> list[Path]:
+    """The paths, each folder among them replaced by the pictures and .npy arrays in it and its subfolders, sorted."""
+    suffixes = IMAGE_SUFFIXES | {".npy"}
+    files = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        if not found:
+            raise MnistkitError(f"{path}: a folder with no pictures in it ({', '.join(sorted(suffixes))})")
+        files += found
+    return files
+
+
 def predict_images(model: Classifier, paths: list[str | Path]) -> list[Prediction]:
-    """Predict every readable file; a file that cannot be used gets an error and the rest go on."""
+    """Predict every readable file (a folder: every picture in it); a file that cannot be used gets an error and
+    the rest go on."""
     classes = model.classes
     results, good, arrays = [], [], []
-    for path in paths:
+    for path in picture_files(paths):
         try:
             arrays.append(load_digit(path))
             good.append(len(results))
