@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mnistkit.config import VALIDATION_FIELDS
 from mnistkit.errors import MnistkitError
 from mnistkit.metrics import EvalResult, evaluate_logits
 from mnistkit.models import EVAL_BATCH_SIZE, infer, tta_set
@@ -54,7 +55,7 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 # The config fields that decide which training images a run held out for validation. Members must agree on them:
 # the ensemble is chosen on the first member's validation images, and another member may have trained on those.
-VALIDATION_SPLIT_FIELDS = ("dataset_options", "val_size", "val_seed", "val_stratified")
+VALIDATION_SPLIT_FIELDS = ("dataset_options", *VALIDATION_FIELDS)
 
 
 def load_members(run_dirs: list[str | Path]) -> list[Run]:

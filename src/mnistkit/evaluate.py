@@ -13,7 +13,7 @@ from mnistkit.errors import MnistkitError
 from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import EvalResult, evaluate_logits
 from mnistkit.models import EVAL_BATCH_SIZE, infer
-from mnistkit.pretrained import load_source, pretrained_root
+from mnistkit.pretrained import is_shipped, load_source
 from mnistkit.runs import eval_file, load_run
 
 OTHER_DATA_SPLITS = ("test", "all")  # of a dataset the model did not train on, "all" of its images are unseen
@@ -50,7 +50,7 @@ def evaluate_on_dataset(source: str | Path, dataset: str, data_dir: str | Path |
         images, labels = torch.cat([data.train_images, images]), torch.cat([data.train_labels, labels])
     labels = model_indices(run.classes, data.classes, dataset)[labels]
     result = evaluate(run.model, images, labels, run.classes, batch_size=run.config.eval_batch_size)
-    if Path(run.run_dir).resolve().is_relative_to(pretrained_root().resolve()):
+    if is_shipped(run.run_dir):
         return result, None
     path = run.path(eval_file(split, dataset))
     atomic_write_json(path, {"dataset": dataset, "data_dir": str(data_dir) if data_dir else None, "split": split,

@@ -51,6 +51,11 @@ def pretrained_dir(name: str) -> Path:
     return pretrained_root() / name
 
 
+def is_shipped(run_dir: str | Path) -> bool:
+    """Whether a run directory is one shipped inside the package, which is never written to."""
+    return Path(run_dir).resolve().is_relative_to(pretrained_root().resolve())
+
+
 def available() -> list[Pretrained]:
     """The pretrained models whose files are present in this installation."""
     return [p for p in PRETRAINED.values() if (pretrained_root() / p.name / SUMS_FILE).exists()]

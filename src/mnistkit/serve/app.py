@@ -36,7 +36,7 @@ from mnistkit.export import export_onnx, page_dir
 from mnistkit.metrics import energy_score
 from mnistkit.models import infer
 from mnistkit.predict import rejection
-from mnistkit.pretrained import load_source, pretrained_root
+from mnistkit.pretrained import is_shipped, load_source
 from mnistkit.runs import ONNX_FILE
 from mnistkit.serve.batching import MicroBatcher
 
@@ -187,7 +187,7 @@ def onnx_file(run) -> Path:
     """The run's model.onnx, exported now if missing. A shipped (pretrained) model's folder is never
     written to: its export goes to a temporary folder, as does one for a read-only run directory."""
     path = run.path(ONNX_FILE)
-    shipped = run.run_dir.resolve().is_relative_to(pretrained_root().resolve())
+    shipped = is_shipped(run.run_dir)
     if path.exists() and not shipped:
         return path
     if not shipped:
