@@ -111,14 +111,17 @@ def test_photos_are_read_despite_shadow_frame_or_rules(spoil, mnist, tmp_path):
 
 
 def test_tightly_cropped_digits_are_left_as_they_are(mnist):
-    # Ink touching every edge, in strokes as wide as a sixth of the picture: neither a frame to crop nor a shadow
-    # (a max-filter estimate of the paper, without the plane, took the inside of thick strokes for shade).
+    # Ink touching every edge, in strokes as wide as a sixth of the picture, either polarity: neither a frame to
+    # crop nor a shadow (a max-filter estimate of the paper, without the plane, took the inside of thick strokes for
+    # shade; the whole picture's median took light ink filling most of a crop for paper).
     for digit in mnist.test_images[:40].numpy():
         rows, cols = np.nonzero(digit)
         for size in ((120, 150), (400, 500)):
             tight = 1 - np.asarray(Image.fromarray(digit[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
                                    .resize(size, Image.BILINEAR), np.float32) / 255
             assert prepare_photo(tight) is tight
+            chalk = 1 - tight  # light ink filling most of the crop: not a light paper in a dark frame
+            assert prepare_photo(chalk) is chalk
 
 
 def test_even_lighting_and_small_pictures_are_left_as_they_are(mnist):

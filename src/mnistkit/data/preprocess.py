@@ -112,20 +112,30 @@ def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> np.n
 
 
 def prepare_photo(gray: np.ndarray) -> np.ndarray:
-    """A decoded picture as paper and ink for ``mnistify``: a dark frame or desk at its edges cropped away, then its
-    uneven lighting divided out. A clean picture (a drawing, a scan, a cut-out digit) comes back as it is."""
-    return erase_ruled_lines(even_out_lighting(crop_to_paper(gray)))
-
-
-def erase_ruled_lines(gray: np.ndarray) -> np.ndarray:
-    """Lined paper's rules made paper: dark lines across at least RULE_LENGTH of the picture's width, no thicker
-    than RULE_THICKNESS of its height. A digit's strokes are thicker than that, even a tight crop's 7 whose bar
-    spans the width; where a stroke crosses a rule, the gap is one rule thick."""
-    h, w = gray.shape
-    if min(h, w) < PHOTO_SIZE:
+    """A decoded picture as paper and ink for ``mnistify``: a frame or desk at its edges cropped away, its uneven
+    lighting divided out and the rules of lined paper erased. A clean picture (a drawing, a scan, a cut-out digit)
+    and one under PHOTO_SIZE pixels a side come back as they are."""
+    if min(gray.shape) < PHOTO_SIZE:
         return gray
-    light_paper = np.median(gray) >= 0.5
-    g = gray if light_paper else 1.0 - gray
+    framed = crop_to_paper(gray)
+    light_paper = border_level(framed) >= 0.5  # which way round the ink is, judged as mnistify judges it
+    paper = framed if light_paper else 1.0 - framed  # the steps below see dark ink on light paper
+    cleaned = erase_ruled_lines(even_out_lighting(paper))
+    if cleaned is paper:
+        return framed
+    return cleaned if light_paper else 1.0 - cleaned
+
+
+def border_level(gray: np.ndarray) -> float:
+    """The median of the picture's outermost pixels: its background, for a picture that is not framed."""
+    return float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+
+
+def erase_ruled_lines(g: np.ndarray) -> np.ndarray:
+    """Lined paper's rules made paper: dark lines across at least RULE_LENGTH of the picture's width, no thicker
+    than RULE_THICKNESS of its height (``g``: dark ink on light paper). A digit's strokes are thicker than that,
+    even a tight crop's 7 whose bar spans the width; where a stroke crosses a rule, the gap is one rule thick."""
+    h, w = g.shape
     paper = float(np.median(g))
     dark = (g < paper - 0.1).astype(np.uint8)
     run = int(RULE_LENGTH * w)
@@ -133,7 +143,7 @@ def erase_ruled_lines(gray: np.ndarray) -> np.ndarray:
     shortest = ndimage.minimum_filter1d(dark, run, axis=1, mode="constant", cval=0)
     along = ndimage.maximum_filter1d(shortest, run, axis=1, mode="constant", cval=0)
     if not along.any():
-        return gray
+        return g
     # A rule is a run thin on average along its whole length (area / width), so a slanted one still counts and a
     # thick stroke's slanted edge does not.
     lines, count = ndimage.label(along)
@@ -141,22 +151,19 @@ def erase_ruled_lines(gray: np.ndarray) -> np.ndarray:
     widths = np.array([box[1].stop - box[1].start for box in ndimage.find_objects(lines)])
     thin = np.flatnonzero(areas / widths <= RULE_THICKNESS * h) + 1
     if len(thin) < 2:  # lined paper has several rules; one thin run is more likely a digit's widest row
-        return gray
+        return g
     rules = ndimage.binary_dilation(np.isin(lines, thin))  # with their blurred edges and ends
-    g = np.where(rules, paper, g)
-    return g if light_paper else 1.0 - g
+    return np.where(rules, paper, g)
 
 
 def crop_to_paper(gray: np.ndarray) -> np.ndarray:
-    """The paper alone, where a photo's edges show something darker around it (a desk, a frame).
+    """The paper alone, where a photo shows something darker all around it (a desk, a frame).
 
-    It applies only where the border is mostly dark while most of the picture is light: then the border is not the
-    paper, as ``mnistify`` would otherwise take it to be. The paper is the largest region lighter than halfway
-    between the two, with the ink inside it filled in; the picture is cropped to it and the rest made paper."""
-    if min(gray.shape) < PHOTO_SIZE:
-        return gray
-    edge = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
-    whole = float(np.median(gray))
+    Where the border is mostly dark but most of the picture is light, the border may not be the paper that
+    ``mnistify`` would take it for. The paper is then the largest region lighter than halfway between the two, with
+    the ink inside it filled in; if it stays clear of the picture's edges it is framed, and the picture is cropped
+    to it with the rest made paper. Light ink filling most of a tight crop touches the edges, and is left alone."""
+    edge, whole = border_level(gray), float(np.median(gray))
     if edge >= 0.5 or whole < 0.5:
         return gray
     regions, count = ndimage.label(gray > (edge + whole) / 2)
@@ -164,28 +171,28 @@ def crop_to_paper(gray: np.ndarray) -> np.ndarray:
         return gray
     largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
     paper = ndimage.binary_fill_holes(regions == largest)
+    if paper[0].any() or paper[-1].any() or paper[:, 0].any() or paper[:, -1].any():
+        return gray
     rows, cols = np.nonzero(paper)
     box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
     return np.where(paper[box], gray[box], whole)
 
 
-def even_out_lighting(gray: np.ndarray) -> np.ndarray:
-    """A photo with its uneven lighting divided out, so that a shadow across the paper is not taken for ink.
+def even_out_lighting(g: np.ndarray) -> np.ndarray:
+    """A photo (dark ink on light paper) with its uneven lighting divided out, so that a shadow across the paper is
+    not taken for ink.
 
     The paper's brightness is modelled as a plane: fitted to the picture's local maxima (over a sixth of it), then
     refitted to those at or above the plane, so that it rests on the paper and not in thick strokes. Only where it
     varies by more than UNEVEN_PAPER across the picture is the picture divided by it. Evenly lit pictures, tight
     crops of a digit (their plane varied by at most 0.13 over 600 of them) and pictures under PHOTO_SIZE pixels a
     side come back as they are, so that a drawing reads the same here as in the page."""
-    if min(gray.shape) < PHOTO_SIZE:
-        return gray
-    light_paper = np.median(gray) >= 0.5  # the whole picture, mostly paper, says which way round the ink is
-    g = gray if light_paper else 1.0 - gray
+    if min(g.shape) < PHOTO_SIZE:
+        return g
     paper = paper_plane(g)
     if paper.max() - paper.min() <= UNEVEN_PAPER:
-        return gray
-    flat = np.clip(g / np.maximum(paper, 0.05), 0.0, 1.0)
-    return flat if light_paper else 1.0 - flat
+        return g
+    return np.clip(g / np.maximum(paper, 0.05), 0.0, 1.0)
 
 
 def paper_plane(g: np.ndarray) -> np.ndarray:
@@ -206,8 +213,7 @@ def paper_plane(g: np.ndarray) -> np.ndarray:
 
 def to_white_on_black(gray: np.ndarray) -> np.ndarray:
     """Make ink bright and background dark, judging the background by the image border."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
+    background = border_level(gray)
     ink = gray if background < 0.5 else 1.0 - gray
     ink = ink - min(background, 1.0 - background)
     return np.clip(ink, 0.0, None)
