@@ -271,13 +271,9 @@ def budget_for_deadline(cfg: TrainConfig, splits: Splits, state: dict, amp: bool
     return min(cfg.budget_seconds or math.inf, state["train_seconds"] + left)
 
 
-def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
-          on_epoch: Callable[[dict], None] | None = None, score_test: bool = True) -> Run:
-    """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
-    saved in that directory (its config.json is used and ``cfg`` is ignored).
-
-    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
-    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
+def config_of_run(cfg: TrainConfig | None, resume: str | Path | None) -> TrainConfig:
+    """The config a run trains with, ``out`` naming its directory: the one saved in ``resume``'s directory, else
+    ``cfg`` (None: the default recipe). The caller's config is not changed."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = TrainConfig.from_dict(runs.read_json(run_dir / runs.CONFIG_FILE))
@@ -286,7 +282,54 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     else:
         cfg = cfg or TrainConfig()
         run_dir = Path(cfg.out) if cfg.out else runs.default_run_dir(cfg)
-    cfg = dataclasses.replace(cfg, out=str(run_dir))  # the caller's config stays as it was
+    return dataclasses.replace(cfg, out=str(run_dir))
+
+
+def train_step(step_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+               images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, amp_dtype: torch.dtype | None,
+               per_image: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One optimizer step on a batch: its loss, its logits and, if ``per_image``, each image's loss (detached)."""
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        logits = step_fn(images)
+        if per_image:  # only here: the mean of per-image losses rounds differently from reduction="mean"
+            losses = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing, reduction="none")
+            loss = losses.mean()
+        else:
+            losses = None
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits, losses.detach() if losses is not None else None
+
+
+def why_training_stopped(cfg: TrainConfig, budget: float, state: dict, epochs: int) -> str:
+    """The line that says a clock, not the epochs, ended training, and how to lift it."""
+    if cfg.deadline_seconds and budget < (cfg.budget_seconds or math.inf):
+        return (f"deadline: training stopped after {state['train_seconds']:.0f} s so that scoring ends within "
+                f"{cfg.deadline_seconds:g} s of the start on this machine (--set deadline_seconds=0 lifts it)")
+    return (f"time budget: {budget:g} s of training spent after {state['epoch']} of {epochs} epochs "
+            "(--set budget_seconds=0 trains them all)")
+
+
+def score_test_split(model: nn.Module, splits: Splits, cfg: TrainConfig, ranks: distributed.Ranks,
+                     ) -> tuple[float, float, torch.Tensor | None]:
+    """Test accuracy and loss of the final model, and its test logits (None where several processes share it)."""
+    if ranks.distributed:
+        return *validate(model, splits.test_images, splits.test_labels, cfg, ranks), None
+    logits = infer(model, splits.test_images, cfg.eval_batch_size)
+    return *accuracy_and_loss(logits, splits.test_labels), logits
+
+
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
+          on_epoch: Callable[[dict], None] | None = None, score_test: bool = True) -> Run:
+    """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
+    saved in that directory (its config.json is used and ``cfg`` is ignored).
+
+    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
+    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
+    cfg = config_of_run(cfg, resume)
+    run_dir = Path(cfg.out)
     wall_start = time.perf_counter()
     ranks, device = distributed.start(resolve_device(cfg.device))
     if not ranks.main:
@@ -376,18 +419,10 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             flips = alternate_flips(parity[idx], epoch) if parity is not None else None
             images = augment_batch(images, cfg.augment, augment_generator, flips).contiguous(memory_format=memory_format)
             labels = train_y[idx]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = step_fn(images)
-                if epoch_loss is None:
-                    loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
-                else:  # per image only here: their mean rounds differently from reduction="mean"
-                    per_image = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing,
-                                                reduction="none")
-                    epoch_loss[idx] = per_image.detach()
-                    loss = per_image.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits, per_image = train_step(step_fn, optimizer, images, labels, cfg, amp_dtype,
+                                                 per_image=epoch_loss is not None)
+            if epoch_loss is not None:
+                epoch_loss[idx] = per_image
             if ema is not None:
                 ema.update(model, state["step"])
             state["step"] += 1
@@ -450,12 +485,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             budget = distributed.clock_of_rank0(budget, ranks, device)  # every process stops at the same step
 
     if budget and state["epoch"] < epochs and cfg.progress:
-        if cfg.deadline_seconds and budget < (cfg.budget_seconds or math.inf):
-            print(f"deadline: training stopped after {state['train_seconds']:.0f} s so that scoring ends within "
-                  f"{cfg.deadline_seconds:g} s of the start on this machine (--set deadline_seconds=0 lifts it)")
-        else:
-            print(f"time budget: {budget:g} s of training spent after {state['epoch']} of {epochs} epochs "
-                  "(--set budget_seconds=0 trains them all)")
+        print(why_training_stopped(cfg, budget, state, epochs))
     # Report on the best-validation weights; the test split is scored here and only here.
     eval_model.load_state_dict(best_state)
     if amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
@@ -464,12 +494,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     abstention = calibrate_abstention(eval_model, val_logits, cfg)  # after TTA: the threshold is for the final model
     if ranks.main:
         runs.save_weights(run_dir, eval_model, cfg, splits.classes)
-    test_acc = test_loss = test_logits = None
-    if score_test and ranks.distributed:
-        test_acc, test_loss = validate(eval_model, splits.test_images, splits.test_labels, cfg, ranks)
-    elif score_test:
-        test_logits = infer(eval_model, splits.test_images, cfg.eval_batch_size)
-        test_acc, test_loss = accuracy_and_loss(test_logits, splits.test_labels)
+    test_acc, test_loss, test_logits = score_test_split(eval_model, splits, cfg, ranks) if score_test else (None,) * 3
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset, "epochs": state["epoch"],
         "best_epoch": state["best_epoch"], "train_seconds": round(state["train_seconds"], 3),
