@@ -35,6 +35,8 @@ MIN_CONTRAST = 0.05  # an image whose ink differs from its background by less th
 MAX_PIXELS = 40_000_000  # 40 megapixels (e.g. 8000 x 5000): any phone photo, not a decompression bomb
 WORK_SIZE = 1024  # longest side kept after decoding; the digit ends up 20 pixels tall anyway
 PHOTO_SIZE = 100  # a smaller picture is a digit already cut out: its strokes may be as wide as the paper filter
+# A photo's sheet of paper beside a desk (crop_to_paper): broad, and ending in a step, not a shadow's slope.
+SHEET_SOLIDITY, SHEET_EDGE_STEP = 0.9, 0.02
 UNEVEN_PAPER = 0.2  # paper brightness varying by more than this across a photo: a shadow or uneven light
 RULE_LENGTH, RULE_THICKNESS = 0.9, 0.02  # lined paper's rules: this share of the width long, of the height thick
 
@@ -157,25 +159,54 @@ def erase_ruled_lines(g: np.ndarray) -> np.ndarray:
 
 
 def crop_to_paper(gray: np.ndarray) -> np.ndarray:
-    """The paper alone, where a photo shows something darker all around it (a desk, a frame).
-
-    Where the border is mostly dark but most of the picture is light, the border may not be the paper that
-    ``mnistify`` would take it for. The paper is then the largest region lighter than halfway between the two, with
-    the ink inside it filled in; if it stays clear of the picture's edges it is framed, and the picture is cropped
-    to it with the rest made paper. Light ink filling most of a tight crop touches the edges, and is left alone."""
-    edge, whole = border_level(gray), float(np.median(gray))
-    if edge >= 0.5 or whole < 0.5:
-        return gray
-    regions, count = ndimage.label(gray > (edge + whole) / 2)
-    if count == 0:
-        return gray
-    largest = 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
-    paper = ndimage.binary_fill_holes(regions == largest)
-    if paper[0].any() or paper[-1].any() or paper[:, 0].any() or paper[:, -1].any():
+    """The sheet of paper alone, where a photo shows something darker beside it (a desk, a frame) on any side, or a
+    dark board on something lighter (chalk on a blackboard): cropped to the sheet, with what lies beside it made
+    paper. Ink that runs off the sheet goes with the desk."""
+    paper = sheet_of_paper(gray)
+    if paper is None:
+        paper = sheet_of_paper(1.0 - gray)
+    if paper is None:
         return gray
     rows, cols = np.nonzero(paper)
     box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
-    return np.where(paper[box], gray[box], whole)
+    return np.where(paper[box], gray[box], float(np.median(gray[paper])))
+
+
+def sheet_of_paper(gray: np.ndarray) -> np.ndarray | None:
+    """The mask of a light sheet of paper that lies on something darker in ``gray``, or None where there is none.
+
+    The candidate is the largest region lighter than halfway between the picture's dark and light levels, with
+    what it encloses filled in. It is a sheet only if it looks like one:
+    - clear of at least one edge of the picture (a tight crop's ink touches all four);
+    - square to the picture and broad: it fills SHEET_SOLIDITY of its bounding box, a quarter of the picture or
+      more each way (not a disc, a blot or a stroke; a tilted page is left alone);
+    - with dark ink inside in strokes, which an opening by a square a sixth of the picture wide wears away (light
+      ink drawn on black makes a region with no dark strokes inside, or a broad dark hole like a 0's);
+    - ending in a step: the median brightness gradient along its boundary is over SHEET_EDGE_STEP a pixel, where
+      a shadow's is a gentle slope."""
+    h, w = gray.shape
+    dark, light = np.percentile(gray, [5, 95])
+    if light - dark < 0.2:
+        return None
+    threshold = (dark + light) / 2
+    regions, count = ndimage.label(gray > threshold)
+    if count == 0:
+        return None
+    paper = ndimage.binary_fill_holes(regions == 1 + int(np.argmax(np.bincount(regions.ravel())[1:])))
+    if paper[0].any() and paper[-1].any() and paper[:, 0].any() and paper[:, -1].any():
+        return None
+    rows, cols = np.nonzero(paper)
+    box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+    if paper[box].mean() < SHEET_SOLIDITY or np.ptp(rows) < h / 4 or np.ptp(cols) < w / 4:
+        return None
+    ink = paper & (gray <= threshold)
+    square = max(3, min(h, w) // 6)
+    broad_ink = ndimage.maximum_filter(ndimage.minimum_filter(ink, square), square)  # the opening, separably
+    if ink.sum() < 0.002 * paper.sum() or broad_ink.sum() > 0.5 * ink.sum():
+        return None
+    boundary = paper & ~ndimage.binary_erosion(paper, border_value=1)
+    step = np.hypot(ndimage.sobel(gray, 0), ndimage.sobel(gray, 1)) / 8  # brightness change a pixel
+    return paper if np.median(step[boundary]) >= SHEET_EDGE_STEP else None
 
 
 def even_out_lighting(g: np.ndarray) -> np.ndarray:
