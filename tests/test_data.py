@@ -54,6 +54,16 @@ def test_augment_identity_when_disabled_and_deterministic(mnist):
     assert a.sum() == pytest.approx(x.sum().item(), rel=0.25)  # and did not destroy it
 
 
+def test_stroke_width_thickens_some_images_and_thins_others(mnist):
+    x = mnist.test_images[:64].unsqueeze(1).float() / 255
+    cfg = AugmentConfig(stroke_width=0.5)
+    out = augment_batch(x, cfg, torch.Generator().manual_seed(0))
+    ink = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    assert (ink > 1.1).any() and (ink < 0.9).any() and ink.max() < 2.0 and ink.min() > 0.4
+    assert out.min() >= 0 and out.max() <= 1  # a blend of the image with its dilation or erosion
+    assert torch.equal(out, augment_batch(x, cfg, torch.Generator().manual_seed(0)))
+
+
 def test_mnistify_centres_and_fits_box(mnist):
     digit = mnist.test_images[0].numpy() / 255.0
     big = np.ones((200, 300), np.float32)  # white paper

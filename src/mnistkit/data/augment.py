@@ -3,8 +3,9 @@
 Each image gets its own rotation, scale, shear and translation, composed into a 2x3 matrix and applied
 to the whole batch with a single ``affine_grid`` + ``grid_sample``. Optional elastic distortion
 (Simard et al., 2003) adds a smoothed random displacement field to the same sampling grid. A
-horizontal flip is a sign in the same matrix. Random erasing (Zhong et al., 2017) blanks one random
-rectangle per image with a mask built from broadcast comparisons.
+horizontal flip is a sign in the same matrix. Stroke width varies by blending each image with its 3x3
+max- or min-pool. Random erasing (Zhong et al., 2017) blanks one random rectangle per image with a mask
+built from broadcast comparisons.
 
 Flips suit data whose mirror image belongs to the same class (clothes, most objects), not digits or
 characters; which datasets get them is decided on validation (see `mnistkit.config`).
@@ -39,6 +40,9 @@ class AugmentConfig:
     hflip_alternate: bool = False
     erase: float = 0.0  # probability of blanking one random rectangle (random erasing / cutout)
     erase_max_area: float = 0.3  # the largest rectangle, as a fraction of the image (the smallest is 2%)
+    # Up to this share of the way to a one-pixel thicker (or thinner) stroke, per image: a 3x3 grey dilation
+    # (erosion) blended with the image. Pen width is a main way handwriting varies that a warp does not change.
+    stroke_width: float = 0.0
     # Round each translation to whole pixels: with no rotation, scale or shear the warp is then an exact
     # crop, without the blur of sampling between pixels, which test images never have.
     whole_pixel_shifts: bool = False
@@ -49,7 +53,7 @@ class AugmentConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.warps or self.erase > 0
+        return self.warps or self.erase > 0 or self.stroke_width > 0
 
     def __post_init__(self) -> None:
         if self.hflip_alternate and self.hflip not in (0, 0.5):  # with hflip=0 there is nothing to alternate
@@ -139,6 +143,14 @@ def random_erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gene
     return images.masked_fill(inside.unsqueeze(1), 0.0)
 
 
+def vary_stroke_width(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Thicken or thin each image's strokes by its own random amount in [-stroke_width, stroke_width]."""
+    amount = uniform(images.shape[0], cfg.stroke_width, generator, images.device).view(-1, 1, 1, 1)
+    thicker = F.max_pool2d(images, 3, stride=1, padding=1)
+    thinner = -F.max_pool2d(-images, 3, stride=1, padding=1)
+    return images + amount.clamp_min(0) * (thicker - images) + (-amount).clamp_min(0) * (thinner - images)
+
+
 def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
                   flips: torch.Tensor | None = None) -> torch.Tensor:
     """Warp a float batch (N, 1, H, W) with per-image random transforms; background stays at 0.
@@ -150,6 +162,8 @@ def augment_batch(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Gen
         if cfg.elastic_alpha:
             grid = grid + elastic_displacement(n, h, cfg, generator, images.device)
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.stroke_width > 0:
+        images = vary_stroke_width(images, cfg, generator)
     if cfg.erase > 0:
         images = random_erase(images, cfg, generator)
     return images
