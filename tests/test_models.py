@@ -4,7 +4,7 @@ from torch import nn
 
 from mnistkit.errors import MnistkitError
 from mnistkit.models import count_macs, count_parameters, create_model, list_models, shift_images, summarize
-from mnistkit.models.fast import Residual
+from mnistkit.models.fast import Deskew, Residual
 
 REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
 
@@ -75,6 +75,19 @@ def test_residual_stages_add_their_input_back():
     nn.init.zeros_(block[-2].weight), nn.init.zeros_(block[-2].bias)  # the block's branch now outputs zeros
     features = torch.rand(2, 32, 14, 14)
     assert torch.equal(block(features), features)
+
+
+def test_deskew_makes_a_slanted_stroke_upright_and_centred():
+    slanted = torch.zeros(1, 1, 28, 28)
+    for row in range(4, 24):
+        slanted[0, 0, row, 4 + row // 2 : 7 + row // 2] = 1.0  # leaning right, left of centre
+    upright = Deskew()(slanted)[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    centre_col = [(upright[r] * cols[r]).sum() / upright[r].sum() for r in (6, 13, 20)]
+    assert max(centre_col) - min(centre_col) < 1.0  # was 7 pixels from row 6 to row 20
+    assert abs((upright * cols).sum() / upright.sum() - 13.5) < 0.5  # ink centred across
+    plain, deskewed = create_model("mknet-l"), create_model("mknet-l", deskew=True)
+    assert plain.state_dict().keys() != deskewed.state_dict().keys()  # a checkpoint says which network it is
 
 
 def test_shift_tta_averages_the_logits_of_five_shifted_copies():

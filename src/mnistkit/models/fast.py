@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnistkit.models.registry import register_model
@@ -34,6 +36,32 @@ def strided_stem(cout: int) -> list[nn.Module]:
 STEMS = ("pool", "stride")
 
 
+class Deskew(nn.Module):
+    """Straighten each image's slant and centre its ink, from the image's own second moments (the classic MNIST
+    deskewing, as a batched shear), so that the network behind it sees upright strokes. Under `best`'s recipe it
+    scored lower on validation and added no diversity to an ensemble (BENCHMARKS.md, 2026-12-07)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        ink = (x - x.amin(dim=(2, 3), keepdim=True)).float()[:, 0]  # (n, h, w), 0 at the background
+        total = ink.sum(dim=(1, 2)).clamp_min(1e-6)[:, None]  # (n, 1)
+        ys = (torch.arange(h, device=x.device, dtype=torch.float32) * 2 + 1) / h - 1  # pixel centres in [-1, 1]
+        xs = (torch.arange(w, device=x.device, dtype=torch.float32) * 2 + 1) / w - 1
+        rows, cols = ink.sum(2), ink.sum(1)  # (n, h), (n, w)
+        cy = (rows * ys).sum(1, keepdim=True) / total
+        cx = (cols * xs).sum(1, keepdim=True) / total
+        dy, dx = ys - cy, xs - cx  # (n, h), (n, w)
+        var_y = (rows * dy**2).sum(1, keepdim=True) / total
+        cov = torch.einsum("nhw,nh,nw->n", ink, dy, dx)[:, None] / total
+        skew = (cov / var_y.clamp_min(1e-6)).clamp(-1, 1)
+        # Output (x, y) samples the input at (x + skew * y + cx, y + cy): slant sheared away, ink centred. The grid
+        # is written out rather than made by affine_grid, which ONNX opset 17 lacks.
+        sample_x = xs.view(1, 1, w) + (skew * ys).view(n, h, 1) + cx.view(n, 1, 1)
+        sample_y = (ys.view(1, h) + cy).view(n, h, 1).expand(n, h, w)
+        grid = torch.stack([sample_x, sample_y], dim=3)
+        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
+
+
 class Residual(nn.Sequential):
     """``x + layers(x)``: the extra convs of a stage as one residual block, as in the ResNet-9 of fast CIFAR
     training, so a deep stage starts near the identity."""
@@ -44,12 +72,12 @@ class Residual(nn.Sequential):
 
 def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_convs: int | Sequence[int] = 0,
           dropout: float = 0.0, stem: str = "pool", full_res_convs: int = 0,
-          residual: bool = False) -> nn.Sequential:
+          residual: bool = False, deskew: bool = False) -> nn.Sequential:
     """Three stages that halve the resolution (28 -> 14 -> 7 -> 3), optional extra 3x3 convs after each
     (one count for all stages, or one per stage), a linear head. The first stage is conv + max-pool
     (``stem="pool"``) or a strided conv (``"stride"``); ``full_res_convs`` runs that many conv + BN + ReLU
     layers at full resolution before the first pool, for data whose detail a single conv misses; ``residual``
-    wraps each stage's extra convs in a skip connection."""
+    wraps each stage's extra convs in a skip connection; ``deskew`` puts a `Deskew` layer first."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, found '{stem}'")
     extras = [extra_convs] * len(widths) if isinstance(extra_convs, int) else list(extra_convs)
@@ -57,7 +85,7 @@ def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_co
         raise ValueError(f"extra_convs must be one count or one per stage ({len(widths)}), found {extra_convs}")
     if full_res_convs and stem == "stride":
         raise ValueError("full_res_convs needs stem='pool': the strided stem has no full-resolution stage")
-    layers: list[nn.Module] = []
+    layers: list[nn.Module] = [Deskew()] if deskew else []
     cin = 1
     for _ in range(full_res_convs):
         layers += [nn.Conv2d(cin, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
