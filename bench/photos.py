@@ -1,11 +1,12 @@
 """How the shipped MNIST model reads synthetic photos of digits, with and without `prepare_photo`'s cleaning.
 
-    python bench/photos.py              # 100 test digits x 22 renderings, 3-6 min on 2 cores; appends
+    python bench/photos.py              # 100 test digits x 24 renderings, 3-6 min on 2 cores; appends
     python bench/photos.py --digits 20 --no-append
 
 Each MNIST test digit is drawn large (200 px, dark ink) on grey paper (0.85) in a 300x300 picture, then spoilt:
-a desk (0.25) on some sides, the light falling to half across the page, the rules of lined paper, or both; the
-same renderings inverted (light ink on dark paper); and light ink drawn on a black canvas with thick strokes.
+a desk (0.25) on some sides, or all round the sheet turned on it (the digit turned with it); the light falling
+to half across the page; the rules of lined paper; some of these together; the same inverted (light ink on dark
+paper); and light ink drawn on a black canvas with thick strokes.
 A picture counts as read when the model's answer is the digit's label (a "not a digit" refusal counts as wrong).
 Tight crops of the digits, in both polarities, must come back from `prepare_photo` untouched.
 Not real camera photos: those are not available offline, so this measures only what it renders.
@@ -48,6 +49,19 @@ def desk(sides: str, width: int) -> Callable[[np.ndarray], np.ndarray]:
     return spoil
 
 
+def tilted(angle: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The sheet turned by ``angle`` degrees on a larger desk, inside the picture."""
+    def spoil(photo: np.ndarray) -> np.ndarray:
+        sheet = Image.fromarray((photo * 255).astype(np.uint8)).rotate(angle, Image.BILINEAR, expand=True,
+                                                                        fillcolor=round(DESK * 255))
+        side = round(SIZE * 1.4)
+        picture = np.full((side, side), DESK, np.float32)
+        top, left = (side - sheet.height) // 2, (side - sheet.width) // 2
+        picture[top:top + sheet.height, left:left + sheet.width] = np.asarray(sheet, np.float32) / 255
+        return picture
+    return spoil
+
+
 def shadow(photo: np.ndarray) -> np.ndarray:
     return photo * np.linspace(1.0, 0.55, SIZE, dtype=np.float32)[None, :]
 
@@ -80,6 +94,8 @@ def renderings() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     for sides, width in [("ltrb", 15), ("ltrb", 45), ("l", 30), ("r", 30), ("t", 30), ("b", 30), ("lt", 45),
                          ("rb", 15), ("ltr", 30), ("lb", 45)]:
         kinds[f"desk {sides} {width}px"] = steps(on_paper, desk(sides, width))
+    for angle in (10, 20):
+        kinds[f"sheet turned {angle} degrees on a desk (420x420)"] = steps(on_paper, tilted(angle))
     kinds["shadow"] = steps(on_paper, shadow)
     kinds["desk lt 45px + shadow"] = steps(on_paper, desk("lt", 45), shadow)
     kinds["rules"] = steps(on_paper, rules)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from mnistkit.errors import ImageError
 
@@ -178,8 +179,8 @@ def sheet_of_paper(gray: np.ndarray) -> np.ndarray | None:
     The candidate is the largest region lighter than halfway between the picture's dark and light levels, with
     what it encloses filled in. It is a sheet only if it looks like one:
     - clear of at least one edge of the picture (a tight crop's ink touches all four);
-    - square to the picture and broad: it fills SHEET_SOLIDITY of its bounding box, a quarter of the picture or
-      more each way (not a disc, a blot or a stroke; a tilted page is left alone);
+    - a broad quadrilateral: it fills SHEET_SOLIDITY of the smallest rectangle around it at any angle (a tilted
+      sheet does, a disc or a blot does not), and spans a quarter of the picture or more each way;
     - with dark ink inside in strokes, which an opening by a square a sixth of the picture wide wears away (light
       ink drawn on black makes a region with no dark strokes inside, or a broad dark hole like a 0's);
     - ending in a step: the median brightness gradient along its boundary is over SHEET_EDGE_STEP a pixel, where
@@ -196,8 +197,7 @@ def sheet_of_paper(gray: np.ndarray) -> np.ndarray | None:
     if paper[0].any() and paper[-1].any() and paper[:, 0].any() and paper[:, -1].any():
         return None
     rows, cols = np.nonzero(paper)
-    box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
-    if paper[box].mean() < SHEET_SOLIDITY or np.ptp(rows) < h / 4 or np.ptp(cols) < w / 4:
+    if np.ptp(rows) < h / 4 or np.ptp(cols) < w / 4 or len(rows) < SHEET_SOLIDITY * enclosing_rectangle_area(paper):
         return None
     ink = paper & (gray <= threshold)
     square = max(3, min(h, w) // 6)
@@ -207,6 +207,21 @@ def sheet_of_paper(gray: np.ndarray) -> np.ndarray | None:
     boundary = paper & ~ndimage.binary_erosion(paper, border_value=1)
     step = np.hypot(ndimage.sobel(gray, 0), ndimage.sobel(gray, 1)) / 8  # brightness change a pixel
     return paper if np.median(step[boundary]) >= SHEET_EDGE_STEP else None
+
+
+def enclosing_rectangle_area(mask: np.ndarray) -> float:
+    """The area of the smallest rectangle, at any angle, around the pixels of ``mask`` (rotating calipers: one side
+    of that rectangle lies along an edge of their convex hull)."""
+    rows, cols = np.nonzero(mask)
+    corners = np.concatenate([np.stack([rows + dy, cols + dx], 1) for dy in (0, 1) for dx in (0, 1)]).astype(float)
+    hull = corners[ConvexHull(corners).vertices]
+    edges = np.roll(hull, -1, axis=0) - hull
+    angles = np.arctan2(edges[:, 0], edges[:, 1])
+    along = np.stack([np.cos(angles), np.sin(angles)], 1)  # (edge, 2): unit vectors (x, y) along each edge
+    x, y = hull[:, 1], hull[:, 0]
+    u = np.outer(along[:, 0], x) + np.outer(along[:, 1], y)  # each hull point's coordinate along each edge
+    v = np.outer(-along[:, 1], x) + np.outer(along[:, 0], y)  # and across it
+    return float((np.ptp(u, axis=1) * np.ptp(v, axis=1)).min())
 
 
 def even_out_lighting(g: np.ndarray) -> np.ndarray:
