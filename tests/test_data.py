@@ -7,7 +7,13 @@ from PIL import Image, ImageFilter
 
 from mnistkit.data.augment import AugmentConfig, augment_batch
 from mnistkit.data.datasets import pixel_stats, split_validation
-from mnistkit.data.preprocess import center_of_mass, even_out_lighting, mnistify, prepare_photo
+from mnistkit.data.preprocess import (
+    center_of_mass,
+    enclosing_rectangle_area,
+    even_out_lighting,
+    mnistify,
+    prepare_photo,
+)
 from mnistkit.errors import ImageError, UnknownNameError
 
 
@@ -155,6 +161,15 @@ def test_tightly_cropped_digits_are_left_as_they_are(mnist):
             assert prepare_photo(tight) is tight
             chalk = 1 - tight  # light ink filling most of the crop: not a light paper in a dark frame
             assert prepare_photo(chalk) is chalk
+
+
+@pytest.mark.parametrize("angle", [0, 10, 30, 45])
+def test_a_turned_sheet_fills_its_smallest_rectangle_and_a_disc_does_not(angle):
+    sheet = np.asarray(Image.fromarray(np.pad(np.full((120, 200), 255, np.uint8), 100)).rotate(angle, Image.BILINEAR)) > 127
+    assert sheet.sum() / enclosing_rectangle_area(sheet) > 0.95
+    rows, cols = np.mgrid[:200, :200]
+    disc = (rows - 100) ** 2 + (cols - 100) ** 2 < 80**2
+    assert disc.sum() / enclosing_rectangle_area(disc) == pytest.approx(np.pi / 4, abs=0.02)
 
 
 def test_light_ink_drawn_on_black_is_not_taken_for_a_sheet(mnist):

@@ -211,8 +211,8 @@ def sheet_of_paper(gray: np.ndarray) -> np.ndarray | None:
 
 def enclosing_rectangle_area(mask: np.ndarray) -> float:
     """The area of the smallest rectangle, at any angle, around the pixels of ``mask`` (rotating calipers: one side
-    of that rectangle lies along an edge of their convex hull)."""
-    rows, cols = np.nonzero(mask)
+    of that rectangle lies along an edge of their convex hull). Only the mask's outline can be on the hull."""
+    rows, cols = np.nonzero(mask & ~ndimage.binary_erosion(mask))
     corners = np.concatenate([np.stack([rows + dy, cols + dx], 1) for dy in (0, 1) for dx in (0, 1)]).astype(float)
     hull = corners[ConvexHull(corners).vertices]
     edges = np.roll(hull, -1, axis=0) - hull
