@@ -18,6 +18,7 @@ app = typer.Typer(
     "`mnistkit train` works offline out of the box.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # a docstring paragraph is rewrapped to the terminal, not broken where the source is
     add_completion=False,
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -197,7 +198,7 @@ def evaluate(
     """Test accuracy, per-class precision/recall/F1, confusion matrix, hardest mistakes -> DIR/eval.json.
 
     With --dataset, the model is scored on data it never trained on, such as a folder of your own scans
-    (`--split all` scores every image in it) -> DIR/eval_<dataset>_<split>.json."""
+    (`--split all` scores every image in it) -> `DIR/eval_<dataset>_<split>.json`."""
     from mnistkit.evaluate import evaluate_on_dataset, evaluate_run
     from mnistkit.runs import eval_file
 
@@ -236,6 +237,9 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
 ) -> None:
     """Predict the label of each picture (preprocessed the MNIST way: upright, centred, 20x20 in 28x28).
+
+    A photo of 100 pixels a side or more is cleaned first: a desk or frame beside the sheet is cropped away,
+    uneven lighting is evened out and the rules of lined paper are erased. Dark ink on light or light on dark.
 
     A picture unlike the training data is answered "not a digit (score S above T)": its energy score S
     is above the threshold T that refuses 1% of the validation digits (`ood_false_rejection`).
