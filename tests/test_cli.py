@@ -33,6 +33,17 @@ def test_models_and_summary_list_every_model():
     assert result.exit_code == 0 and "10x24x24" in result.output and "21,840" in result.output
 
 
+def test_help_rewraps_each_paragraph_to_the_terminal():
+    # The docstrings break their lines at about 110 characters; on a 200-column terminal a paragraph longer than
+    # that must come out as one line, not broken again where the source breaks it (typer's rich mode did).
+    result = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0
+    description = result.output.split("Usage:")[1].split("╭")[0]
+    lines = [line.strip() for line in description.splitlines()[1:] if line.strip()]
+    assert any(len(line) > 150 for line in lines), lines
+    assert any("cropped away, uneven lighting" in line for line in lines)
+
+
 def test_unknown_names_are_one_line_errors():
     proc = mnistkit_cmd("train", "--model", "resnett", "--epochs", "1")
     assert proc.returncode == 2
