@@ -329,8 +329,14 @@ def array_to_image(arr: np.ndarray, name: str) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+def picture_to_digit(source: str | Path | bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A picture file (or its bytes) decoded, cleaned if it is a photo, and made an MNIST-style 28x28 digit: the one
+    path from a picture to the model's input, for `predict` and `serve` alike."""
+    return mnistify(prepare_photo(open_image(source, max_pixels=max_pixels)), name)
+
+
 def load_digit(path: str | Path) -> np.ndarray:
     """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black."""
     if str(path).lower().endswith(".npy"):
         return load_array(path)
-    return mnistify(prepare_photo(open_image(path)), str(path))
+    return picture_to_digit(path, str(path))

@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, mnistify, open_image, prepare_photo
+from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, picture_to_digit
 from mnistkit.errors import ImageError, MnistkitError
 from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.export import export_onnx, page_dir
@@ -119,11 +119,6 @@ def decode_base64_image(text: str) -> bytes:
         raise BadRequest(400, "field 'image' is not valid base64") from None
 
 
-def picture_to_digit(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode and MNIST-style preprocess an uploaded picture (run in a worker thread: PIL releases the GIL)."""
-    return mnistify(prepare_photo(open_image(data, max_pixels=max_pixels)), name)
-
-
 async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadPoolExecutor) -> np.ndarray:
     """The 28x28 float image a request carries, or a BadRequest naming what is wrong."""
     max_bytes = limits.max_bytes
@@ -138,7 +133,7 @@ async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadP
                                   f"({max_bytes / 2**20:g} MB)")
     request._body = body  # starlette's form() and json() read a body that was already received from here
 
-    def decode(data: bytes, name: str):
+    def decode(data: bytes, name: str):  # in a worker thread: PIL, numpy and scipy release the GIL
         return asyncio.get_running_loop().run_in_executor(decode_pool, picture_to_digit, data, name, limits.max_pixels)
 
     if not body:
