@@ -3,14 +3,21 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 from mnistkit.data.augment import AugmentConfig, augment_batch
 from mnistkit.data.datasets import pixel_stats, split_validation
 from mnistkit.data.preprocess import (
+    DIGIT_FRAMING,
+    FRAMING_CENTRES,
+    Framing,
     center_of_mass,
     enclosing_rectangle_area,
     even_out_lighting,
+    load_digit,
+    measure_framing,
     mnistify,
     prepare_photo,
 )
@@ -80,6 +87,35 @@ def test_mnistify_centres_and_fits_box(mnist):
     assert np.ptp(rows) < 21 and np.ptp(cols) < 21
     r, c = center_of_mass(out)
     assert abs(r - 14) < 1 and abs(c - 14) < 1
+
+
+def test_mnist_is_measured_as_framed_the_mnist_way(mnist):
+    assert measure_framing(mnist.train_images.numpy()) == DIGIT_FRAMING == Framing(box=20, centre="mass")
+
+
+# Boxes of 27 and 28 pixels leave no room to centre the long side either way, so the two centres are alike there.
+@settings(max_examples=15, deadline=None)
+@given(box=st.integers(6, 26), centre=st.sampled_from(FRAMING_CENTRES))
+def test_the_framing_images_were_made_with_is_measured_back(mnist, box, centre):
+    framing = Framing(box=box, centre=centre)
+    framed = np.stack([mnistify(digit / 255.0, framing=framing) for digit in mnist.test_images[:200].numpy()])
+    assert measure_framing((framed * 255).round().astype(np.uint8)) == framing
+
+
+def test_a_picture_of_a_framed_image_is_framed_back_to_itself(mnist, tmp_path):
+    fill = Framing(box=28, centre="box")  # Fashion-MNIST's: the longest side fills the image, the box centred
+    image = (mnistify(mnist.test_images[0].numpy() / 255.0, framing=fill) * 255).round().astype(np.uint8)
+    Image.fromarray(255 - image).save(tmp_path / "saved.png")  # dark on light, as a user might save it
+    Image.fromarray(255 - image).resize((280, 280), Image.NEAREST).save(tmp_path / "scan.png")
+    assert np.abs(load_digit(tmp_path / "saved.png", fill) - image / 255.0).max() < 0.03
+    assert np.abs(load_digit(tmp_path / "scan.png", fill) - image / 255.0).mean() < 0.03  # blurred at the edges only
+    assert np.abs(load_digit(tmp_path / "saved.png") - image / 255.0).mean() > 0.1  # MNIST's framing shrinks it
+
+
+@pytest.mark.parametrize("framing", [dict(box=0, centre="mass"), dict(box=20, centre="middle"), dict(box=20.5)])
+def test_a_framing_out_of_range_is_refused(framing):
+    with pytest.raises(ValueError, match="framing"):
+        Framing(**framing)
 
 
 def photo_of(digit: np.ndarray, light: np.ndarray) -> np.ndarray:

@@ -4,14 +4,17 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tests.conftest import write_idx_dataset
 
 import mnistkit
 from mnistkit.data.datasets import load_dataset
 from mnistkit.data.download import download
+from mnistkit.data.preprocess import Framing, mnistify
 from mnistkit.errors import DataFormatError, MnistkitError
-from mnistkit.evaluate import evaluate_run
+from mnistkit.evaluate import evaluate_on_dataset, evaluate_run
+from mnistkit.models import infer
 from mnistkit.predict import predict_images
 
 CLASSES = ("zero", "one", "seven")
@@ -44,6 +47,32 @@ def test_idx_directory_gz_and_raw(mnist, tmp_path, compress):
                           compress=compress)
     result = quick_train("idx", d, tmp_path / "run")
     assert result.metrics["test_accuracy"] > 0.7 and result.model.classes == tuple("0123456789")
+
+
+def test_pictures_are_framed_as_the_training_images_were(mnist, tmp_path):
+    # Images that fill the frame, their box centred, as Fashion-MNIST's clothes do: predict must frame a picture that
+    # way too, not shrink it into MNIST's 20-pixel box.
+    fill = Framing(box=28, centre="box")
+    refit = lambda x: (np.stack([mnistify(i / 255.0, framing=fill) for i in x.numpy()]) * 255).round().astype(np.uint8)
+    train_x, test_x = refit(mnist.train_images[:1200]), refit(mnist.test_images[:100])
+    d = write_idx_dataset(tmp_path / "idx", train_x, mnist.train_labels[:1200].numpy(), test_x,
+                          mnist.test_labels[:100].numpy())
+    result = quick_train("idx", d, tmp_path / "run")
+    model = mnistkit.load(result.run_dir)
+    assert model.framing == fill
+    paths = []
+    for i, (image, label) in enumerate(zip(test_x[:30], mnist.test_labels[:30].tolist())):
+        paths.append(tmp_path / "pictures" / str(label) / f"{i}.png")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - image).save(paths[-1])  # as a user would save them: dark on light
+    predictions = predict_images(model, paths)
+    expected = infer(model, torch.from_numpy(test_x[:30]).float() / 255).softmax(1).numpy()
+    assert [p.index for p in predictions] == expected.argmax(1).tolist()
+    assert np.abs(np.array([p.probabilities for p in predictions]) - expected).mean() < 0.01
+    # evaluate frames a folder of them the same way: its score is the model's on the images themselves
+    evaluation, _ = evaluate_on_dataset(result.run_dir, "folder", tmp_path / "pictures", split="all")
+    right = sum(p.index == model.classes.index(path.parent.name) for p, path in zip(predictions, paths))
+    assert evaluation.accuracy == pytest.approx(right / len(paths))
 
 
 def write_quickdraw(directory, mnist, n=300, width=784):
@@ -91,6 +120,8 @@ def test_folder_of_images(mnist, tmp_path):
 
 def test_folder_errors(mnist, tmp_path):
     root = write_folder(tmp_path / "mine", mnist, n=3)
+    with pytest.raises(DataFormatError, match="folder: options box and centre: framing box .* found 40"):
+        load_dataset("folder", root, box=40)
     (root / "empty").mkdir()
     with pytest.raises(DataFormatError, match=r"class folder .*empty holds no images"):
         load_dataset("folder", root)

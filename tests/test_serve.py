@@ -43,6 +43,7 @@ def test_health_and_model_info(client):
     # backend "auto" (the default) timed both runtimes side by side and kept the faster
     timings = info["backend_ms_per_batch_of_8"]
     assert set(timings) == {"torch", "onnx"} and info["backend"] == min(timings, key=timings.get)
+    assert info["framing"] == {"box": 20, "centre": "mass"}  # MNIST's, measured on the run's training images
 
 
 def test_predict_upload_base64_and_pixels(client, mnist):
@@ -193,6 +194,18 @@ def test_the_page_lists_the_most_probable_of_many_classes(mnist, tmp_path):
     values = [value for _, value, _ in rows]
     assert values == sorted(values, reverse=True) and values[0] > values[-1]
     assert rows[0][2] and rows[0][0] == answer  # the first bar is the answer the page gives
+
+
+def test_uploads_are_framed_as_the_served_model_was_trained(mnist):
+    # The shipped Fashion-MNIST model learned clothes that fill the image: an upload is framed that way, not MNIST's.
+    from mnistkit.data.preprocess import Framing, mnistify
+
+    picture = (mnistify(mnist.test_images[0].numpy() / 255.0, framing=Framing(28, "box")) * 255).round()
+    with TestClient(create_app("fashion-mnist", backend="torch")) as c:
+        assert c.get("/api/model").json()["framing"] == {"box": 28, "centre": "box"}
+        r = c.post("/api/predict", files={"file": ("c.png", png_bytes(255 - picture.astype(np.uint8)), "image/png")})
+    assert r.status_code == 200, r.text
+    assert np.abs(np.array(r.json()["input"]) - picture / 255).max() < 0.03
 
 
 def test_serving_a_shipped_model_never_writes_into_the_package():

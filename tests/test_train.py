@@ -9,6 +9,7 @@ from tests.conftest import write_idx_dataset
 import mnistkit
 from mnistkit import fileio, runs
 from mnistkit.config import TrainConfig, make_config
+from mnistkit.data.preprocess import DIGIT_FRAMING, Framing
 from mnistkit.distributed import Ranks
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.evaluate import evaluate_run
@@ -180,6 +181,24 @@ def test_checkpoint_errors_are_explained(trained_run, tmp_path):
         mnistkit.load(bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         mnistkit.load(tmp_path / "missing")
+
+
+def test_framing_travels_with_the_weights_and_a_bad_one_is_named(trained_run, tmp_path):
+    import shutil
+
+    assert mnistkit.load(trained_run).framing == DIGIT_FRAMING  # measured on its MNIST training images
+    weights, meta = runs.load_tensors(trained_run / "model.safetensors")
+    assert json.loads(meta["framing"]) == {"box": 20, "centre": "mass"}
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    for framing, expected in (({"box": 28, "centre": "box"}, Framing(28, "box")), (None, DIGIT_FRAMING)):
+        kept = {k: v for k, v in meta.items() if k != "framing"}
+        runs.save_tensors(other / "model.safetensors", weights, {**kept, **({"framing": json.dumps(framing)}
+                                                                            if framing else {})})
+        assert mnistkit.load(other).framing == expected  # a file from before framing was recorded: MNIST's
+    runs.save_tensors(other / "model.safetensors", weights, {**meta, "framing": '{"box": 40, "centre": "box"}'})
+    with pytest.raises(CheckpointError, match=r"model.safetensors: metadata field 'framing'.*found .*40"):
+        mnistkit.load(other)
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

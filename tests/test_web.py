@@ -9,7 +9,7 @@ import pytest
 import torch
 from tests.browser import browser_page, draw_digit, static_server
 
-from mnistkit.data.preprocess import mnistify, open_image
+from mnistkit.data.preprocess import Framing, mnistify, open_image
 from mnistkit.errors import MnistkitError
 from mnistkit.export import ORT_WEB_FILES, ORT_WEB_URL, export, page_dir
 from mnistkit.models import infer
@@ -44,6 +44,7 @@ def test_export_writes_a_self_contained_site(site, trained_run):
     info = json.loads((out / "model.json").read_text())
     run = load_run(trained_run)
     assert info["classes"] == list(run.classes) and info["ood_threshold"] == run.model.ood_threshold
+    assert info["framing"] == {"box": 20, "centre": "mass"}  # how the page frames a drawing for this model
     # one page for both: the exported app.js is serve's own file
     assert (out / "static" / "app.js").read_bytes() == (page_dir() / "app.js").read_bytes()
 
@@ -94,6 +95,13 @@ def test_the_browser_reads_drawn_digits_like_pytorch(site, trained_run, mnist):
             # and that input is what Python's mnistify makes of the same drawing
             png = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",")[1])
             assert np.abs(mnistify(open_image(png)) - x[0].numpy()).max() < 1e-5
+            if index < 3:  # a model of clothes frames the same drawing Fashion-MNIST's way, alike in both languages
+                filled = page.evaluate("(() => { const pad = document.getElementById('pad');"
+                                       "const rgba = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;"
+                                       "return Array.from(window.mnistkit.mnistify(window.mnistkit.grayFromRGBA(rgba, "
+                                       "pad.width * pad.height), pad.width, pad.height, {box: 28, centre: 'box'})); })()")
+                python = mnistify(open_image(png), framing=Framing(box=28, centre="box"))
+                assert np.abs(np.array(filled).reshape(28, 28) - python).max() < 1e-5
             if index == 0:  # the heat map: an occlusion map over the input, drawn on the page
                 assert last["method"] == "occlusion" and len(last["attribution"]) == 784
                 red = page.evaluate("Array.from(document.getElementById('why').getContext('2d')"

@@ -236,7 +236,10 @@ def predict(
                                                                  "--pretrained`) or a run directory.")] = "mnist",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
 ) -> None:
-    """Predict the label of each picture (preprocessed the MNIST way: upright, centred, 20x20 in 28x28).
+    """Predict the label of each picture, made a 28x28 input the way the model's training images were made.
+
+    Each picture is turned upright and framed as the model's training images frame their subject, measured on them in
+    training: MNIST's digits fit a 20x20 box centred by mass; Fashion-MNIST's clothes fill the 28x28, the box centred.
 
     A photo of 100 pixels a side or more is cleaned first: a desk or frame beside the sheet is cropped away,
     uneven lighting is evened out and the rules of lined paper are erased. Dark ink on light or light on dark.

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnistkit.data.datasets import load_dataset
+from mnistkit.data.datasets import get_dataset_spec, load_dataset
 from mnistkit.errors import MnistkitError
 from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import EvalResult, evaluate_logits
@@ -39,11 +39,13 @@ def evaluate_on_dataset(source: str | Path, dataset: str, data_dir: str | Path |
     test images, or with ``split="all"`` every image it has, for data the model never trained on. Its classes are
     matched to the model's by name, so an MNIST model scores a folder ``0/ ... 9/`` of your own digits. Writes
     DIR/eval_<dataset>_<split>.json for a run directory (a shipped model's folder is never written to) and
-    returns the result with that path."""
+    returns the result with that path. Pictures (a ``folder``) are framed as the model's training images were."""
     if split not in OTHER_DATA_SPLITS:
         raise MnistkitError(f"evaluate: split must be one of {list(OTHER_DATA_SPLITS)} on another dataset, "
                             f"found '{split}'")
     run = load_source(source)
+    if get_dataset_spec(dataset).pictures:  # frame the pictures as the model's training images were
+        options = {"box": run.model.framing.box, "centre": run.model.framing.centre, **options}
     data = load_dataset(dataset, data_dir, **options)
     images, labels = data.test_images, data.test_labels
     if split == "all":

@@ -13,6 +13,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def export_web(run: Run, model: torch.nn.Module, out: Path, ort_dir: str | Path 
         info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
                 "test_accuracy": run.metrics.get("test_accuracy"), "item": run.model.item,
                 "ood_threshold": run.model.ood_threshold, "ood_score": "energy", "explain": "occlusion",
+                "framing": asdict(run.model.framing),
                 "input": {"shape": [1, 1, 28, 28], "range": [0.0, 1.0], "ink": "white on black",
                           "mean": float(run.model.mean), "std": float(run.model.std)},
                 "onnxruntime_web": ORT_WEB_VERSION}

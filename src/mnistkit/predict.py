@@ -70,13 +70,13 @@ def picture_files(paths: list[str | Path]) -> list[Path]:
 
 
 def predict_images(model: Classifier, paths: list[str | Path]) -> list[Prediction]:
-    """Predict every readable file (a folder: every picture in it); a file that cannot be used gets an error and
-    the rest go on."""
+    """Predict every readable file (a folder: every picture in it), each picture framed as the model's training
+    images were; a file that cannot be used gets an error and the rest go on."""
     classes = model.classes
     results, good, arrays = [], [], []
     for path in picture_files(paths):
         try:
-            arrays.append(load_digit(path))
+            arrays.append(load_digit(path, model.framing))
             good.append(len(results))
             results.append(Prediction(source=str(path)))
         except MnistkitError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from torch import nn
 
 from mnistkit.config import TrainConfig, adapt_to_data
 from mnistkit.data.datasets import Splits, get_dataset_spec, load_dataset, split_validation
+from mnistkit.data.preprocess import DIGIT_FRAMING, Framing
 from mnistkit.errors import CheckpointError
 from mnistkit.fileio import atomic_write_bytes, atomic_write_json
 from mnistkit.models import Classifier, create_model
@@ -111,6 +112,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     threshold = json.loads(meta.get("ood_threshold", "null"))
     model.ood_threshold = float(threshold) if isinstance(threshold, (int, float)) else None
     model.item = get_dataset_spec(config.dataset).item
+    model.framing = framing_of(meta, run_dir / WEIGHTS_FILE)
     metrics = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).exists() else {}
     model = model.to(device).eval()
     if config.channels_last:  # the layout it trained in: convolutions infer about twice as fast on a CPU
@@ -166,8 +168,20 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 def save_weights(run_dir: Path, model: Classifier, config: TrainConfig, classes: tuple[str, ...]) -> None:
     meta = {"model": config.model, "dataset": config.dataset, "classes": json.dumps(list(classes)),
             "tta_hflip": json.dumps(bool(model.tta_hflip)),
-            "tta_shift": json.dumps(bool(model.tta_shift)), "ood_threshold": json.dumps(model.ood_threshold)}
+            "tta_shift": json.dumps(bool(model.tta_shift)), "ood_threshold": json.dumps(model.ood_threshold),
+            "framing": json.dumps(asdict(model.framing))}
     save_tensors(run_dir / WEIGHTS_FILE, model.state_dict(), metadata=meta)
+
+
+def framing_of(meta: dict[str, str], path: Path) -> Framing:
+    """The framing a weights file's metadata records; MNIST's for files written before mnistkit recorded it."""
+    if "framing" not in meta:
+        return DIGIT_FRAMING
+    try:
+        return Framing(**json.loads(meta["framing"]))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: metadata field 'framing' must be like {{\"box\": 20, \"centre\": \"mass\"}}, "
+                              f"found {meta['framing']!r} ({exc})") from None
 
 
 def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str, expected: str) -> None:

@@ -26,6 +26,7 @@ from mnistkit import distributed, runs
 from mnistkit.config import TrainConfig, adapt_to_precision
 from mnistkit.data.augment import alternate_flips, augment_batch, flip_parity
 from mnistkit.data.datasets import Splits, get_dataset_spec, pixel_stats
+from mnistkit.data.preprocess import measure_framing
 from mnistkit.errors import CheckpointError, MnistkitError
 from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import accuracy_and_loss, energy_score, rejection_threshold
@@ -185,6 +186,7 @@ def build_model(cfg: TrainConfig, splits: Splits) -> Classifier:
     mean, std = pixel_stats(splits.train_images) if cfg.normalize else (0.0, 1.0)
     model = create_model(cfg.model, classes=splits.classes, mean=mean, std=std, **cfg.model_kwargs)
     model.item = get_dataset_spec(cfg.dataset).item
+    model.framing = measure_framing(splits.train_images.cpu().numpy())
     return model
 
 

@@ -81,6 +81,7 @@ class DatasetSpec:
     recipe: str = "generic"  # the preset `mnistkit train --dataset NAME` uses when no --preset is given
     mirror_invariant: bool = False  # a left-right mirrored image keeps its class (clothes: yes; digits: no)
     item: str = ""  # what one image shows, for "not a digit"; "" where the classes have no common name
+    pictures: bool = False  # made from picture files, framed as the options `box` and `centre` say (`folder`)
 
     def option_names(self) -> list[str]:
         """The options (``dataset_options``) this dataset's loader takes."""

@@ -1,8 +1,9 @@
 """A folder of your own images: ROOT/<class>/*.png|jpg|jpeg|bmp, any size.
 
-Every image is turned into an MNIST-style 28x28 digit exactly as `mnistkit predict` does (grayscale,
-ink made bright, cropped, fitted into 20x20, centred by mass), so a model trained here sees at
-prediction time what it saw in training. Train and test are split per class by a fixed permutation.
+Every image is turned into a 28x28 input exactly as `mnistkit predict` does (grayscale, ink made bright,
+cropped, fitted into a ``box``-pixel box, MNIST's 20 by default, centred by mass or by its box), so a model
+trained here sees at prediction time what it saw in training; `evaluate` frames a folder as the model it
+scores was trained. Train and test are split per class by a fixed permutation.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import numpy as np
 import torch
 
 from mnistkit.data.datasets import DatasetSpec, ImageDataset, register_dataset
-from mnistkit.data.preprocess import load_digit
+from mnistkit.data.preprocess import BOX, Framing, load_digit
 from mnistkit.errors import DataFormatError, ImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
-def load_folder(directory: Path, test_fraction: float = 0.2, seed: int = 0) -> ImageDataset:
+def load_folder(directory: Path, test_fraction: float = 0.2, seed: int = 0, box: int = BOX,
+                centre: str = "mass") -> ImageDataset:
+    try:
+        framing = Framing(box=box, centre=centre)
+    except ValueError as exc:
+        raise DataFormatError(f"folder: options box and centre: {exc}") from None
     if not directory.is_dir():
         raise DataFormatError(f"folder: {directory} does not exist; expected {directory}/<class>/<image>.png")
     class_dirs = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -33,7 +39,7 @@ def load_folder(directory: Path, test_fraction: float = 0.2, seed: int = 0) -> I
         if not files:
             raise DataFormatError(f"folder: class folder {class_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         try:
-            images = np.stack([load_digit(f) for f in files])
+            images = np.stack([load_digit(f, framing) for f in files])
         except ImageError as exc:
             raise DataFormatError(f"folder: {exc}") from None
         pixels = torch.from_numpy((images * 255).round().astype(np.uint8))
@@ -49,5 +55,5 @@ def load_folder(directory: Path, test_fraction: float = 0.2, seed: int = 0) -> I
 
 register_dataset(DatasetSpec(
     name="folder", description="your own images: --data-dir ROOT with ROOT/<class>/*.png", classes=(),
-    loader=load_folder, source="your own files",
+    loader=load_folder, source="your own files", pictures=True,
 ))

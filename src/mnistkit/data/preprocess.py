@@ -3,8 +3,11 @@
 The MNIST convention: white ink on black, the digit scaled to fit a 20x20 box keeping its aspect
 ratio, then placed in 28x28 so that its centre of mass is at the centre. Photos and drawings usually
 have dark ink on light paper, so the polarity is detected from the border and inverted when needed.
+Other datasets frame their subject otherwise (Fashion-MNIST: the longest side 28 pixels, the box
+centred), so a model keeps the :class:`Framing` measured on its training images and pictures are
+framed its way.
 
-:func:`mnistify` is also written in JavaScript, for the drawing page (``serve/static/app.js``), and
+:func:`mnistify` is also written in JavaScript, for the drawing page (``web/app.js``), and
 the two must give the same 28x28 input for the same picture (a browser test checks it). So every step
 is plain arithmetic that both languages do alike: a triangle-filter resampling written out here
 rather than an image library's, and halves rounded up (``floor(x + 0.5)``) as JavaScript rounds.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,51 @@ PHOTO_SIZE = 100  # a smaller picture is a digit already cut out: its strokes ma
 SHEET_SOLIDITY, SHEET_EDGE_STEP = 0.9, 0.02
 UNEVEN_PAPER = 0.2  # paper brightness varying by more than this across a photo: a shadow or uneven light
 RULE_LENGTH, RULE_THICKNESS = 0.9, 0.02  # lined paper's rules: this share of the width long, of the height thick
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a dataset's 28x28 images frame their subject, so that a picture can be framed the same way: ``box``, the
+    longest side of the subject's bounding box in pixels, and ``centre``, what lies at the centre of the image: the
+    subject's centre of mass ("mass", MNIST) or its bounding box's centre ("box", Fashion-MNIST)."""
+
+    box: int = BOX
+    centre: str = "mass"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.box, bool) or not isinstance(self.box, int) or not 1 <= self.box <= SIZE:
+            raise ValueError(f"framing box must be a whole number of pixels in 1..{SIZE}, found {self.box!r}")
+        if self.centre not in FRAMING_CENTRES:
+            raise ValueError(f"framing centre must be one of {FRAMING_CENTRES}, found {self.centre!r}")
+
+
+FRAMING_CENTRES = ("mass", "box")
+DIGIT_FRAMING = Framing()  # MNIST's
+FRAMING_SAMPLE = 5000  # training images measured: the median box and the spreads settle long before
+
+
+def measure_framing(images: np.ndarray) -> Framing:
+    """The framing of ``images`` (N, 28, 28; bright subject on dark, as datasets are stored), each subject found as
+    :func:`mnistify` finds it: the median longest side of its bounding box, and centred by whichever of its centre of
+    mass and its box's centre varies less from image to image."""
+    x = np.asarray(images[:FRAMING_SAMPLE], dtype=np.float64)
+    x = x[x.reshape(len(x), -1).max(1) > 0]
+    if len(x) == 0:
+        return DIGIT_FRAMING
+    x = x / x.max(axis=(1, 2), keepdims=True)
+    (top, bottom), (left, right) = ink_extent((x > 0.1).any(2)), ink_extent((x > 0.1).any(1))
+    box = round_half_up(float(np.median(np.maximum(bottom - top, right - left) + 1)))
+    index = np.arange(x.shape[1])
+    mass = x.sum((1, 2))
+    mass_spread = ((x.sum(2) * index).sum(1) / mass).std() + ((x.sum(1) * index).sum(1) / mass).std()
+    box_spread = ((top + bottom) / 2).std() + ((left + right) / 2).std()
+    return Framing(box=min(max(box, 1), SIZE), centre="mass" if mass_spread <= box_spread else "box")
+
+
+def ink_extent(has_ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and last index along each row of ``has_ink`` (N, L; each row with some True) where it is True."""
+    index = np.arange(has_ink.shape[1])
+    return np.where(has_ink, index, has_ink.shape[1]).min(1), np.where(has_ink, index, -1).max(1)
 
 
 class ImageTooLarge(ImageError):
@@ -285,8 +334,9 @@ def resampling_weights(size_in: int, size_out: int) -> np.ndarray:
     return weights / weights.sum(1, keepdims=True)
 
 
-def mnistify(gray: np.ndarray, name: str = "<image>") -> np.ndarray:
-    """Grayscale array in [0, 1], any size and polarity, to a 28x28 float32 MNIST-style image."""
+def mnistify(gray: np.ndarray, name: str = "<image>", framing: Framing = DIGIT_FRAMING) -> np.ndarray:
+    """Grayscale array in [0, 1], any size and polarity, to a 28x28 float32 image: white on black, framed as
+    ``framing`` says (MNIST's by default)."""
     if gray.ndim != 2 or min(gray.shape) == 0:
         raise ImageError(f"{name}: expected a 2-D grayscale image, found shape {gray.shape}")
     ink = to_white_on_black(gray.astype(np.float64))
@@ -296,11 +346,15 @@ def mnistify(gray: np.ndarray, name: str = "<image>") -> np.ndarray:
     rows, cols = np.nonzero(ink > 0.1)
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
-    new_h, new_w = max(1, round_half_up(h * BOX / max(h, w))), max(1, round_half_up(w * BOX / max(h, w)))
+    box = framing.box
+    new_h, new_w = max(1, round_half_up(h * box / max(h, w))), max(1, round_half_up(w * box / max(h, w)))
     digit = resampling_weights(h, new_h) @ crop @ resampling_weights(w, new_w).T
-    com_r, com_c = center_of_mass(digit)
-    top = min(max(round_half_up(SIZE / 2 - com_r), 0), SIZE - new_h)
-    left = min(max(round_half_up(SIZE / 2 - com_c), 0), SIZE - new_w)
+    if framing.centre == "mass":
+        com_r, com_c = center_of_mass(digit)
+        top = min(max(round_half_up(SIZE / 2 - com_r), 0), SIZE - new_h)
+        left = min(max(round_half_up(SIZE / 2 - com_c), 0), SIZE - new_w)
+    else:
+        top, left = round_half_up((SIZE - new_h) / 2), round_half_up((SIZE - new_w) / 2)
     out = np.zeros((SIZE, SIZE), dtype=np.float64)
     out[top : top + new_h, left : left + new_w] = digit
     return np.clip(out, 0.0, 1.0).astype(np.float32)
@@ -329,14 +383,17 @@ def array_to_image(arr: np.ndarray, name: str) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def picture_to_digit(source: str | Path | bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A picture file (or its bytes) decoded, cleaned if it is a photo, and made an MNIST-style 28x28 digit: the one
-    path from a picture to the model's input, for `predict` and `serve` alike."""
-    return mnistify(prepare_photo(open_image(source, max_pixels=max_pixels)), name)
+def picture_to_digit(source: str | Path | bytes, name: str, max_pixels: int = MAX_PIXELS,
+                     framing: Framing = DIGIT_FRAMING) -> np.ndarray:
+    """A picture file (or its bytes) decoded, cleaned if it is a photo, and made a 28x28 input framed as the model's
+    training images were (``framing``; MNIST's by default): the one path from a picture to the model's input, for
+    `predict` and `serve` alike."""
+    return mnistify(prepare_photo(open_image(source, max_pixels=max_pixels)), name, framing)
 
 
-def load_digit(path: str | Path) -> np.ndarray:
-    """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black."""
+def load_digit(path: str | Path, framing: Framing = DIGIT_FRAMING) -> np.ndarray:
+    """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black; a .npy array is
+    taken as it is, a picture is framed as ``framing`` says."""
     if str(path).lower().endswith(".npy"):
         return load_array(path)
-    return picture_to_digit(path, str(path))
+    return picture_to_digit(path, str(path), framing=framing)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistkit.data.preprocess import DIGIT_FRAMING, Framing
 from mnistkit.errors import MnistkitError, UnknownNameError
 
 # Images per forward pass when scoring many. On a 2-core CPU, batches of 256 run conv nets up to 2.7x
@@ -114,6 +115,9 @@ class Classifier(nn.Module):
         # <item>" (e.g. "not a digit"); chosen on validation data per run in `train`. None: never abstain.
         self.ood_threshold: float | None = None
         self.item = ""  # what one input is ("digit"); "" for data whose items have no common name
+        # How the training images frame their subject (measured on them in `train`): a picture is framed this way
+        # before it is scored (`predict`, `serve`, the drawing page).
+        self.framing: Framing = DIGIT_FRAMING
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = as_image_batch(images)

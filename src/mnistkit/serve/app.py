@@ -18,7 +18,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mnistkit.data.preprocess import MAX_PIXELS, ImageTooLarge, array_to_image, picture_to_digit
+from mnistkit.data.preprocess import MAX_PIXELS, Framing, ImageTooLarge, array_to_image, picture_to_digit
 from mnistkit.errors import ImageError, MnistkitError
 from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.export import export_onnx, page_dir
@@ -119,8 +119,10 @@ def decode_base64_image(text: str) -> bytes:
         raise BadRequest(400, "field 'image' is not valid base64") from None
 
 
-async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadPoolExecutor) -> np.ndarray:
-    """The 28x28 float image a request carries, or a BadRequest naming what is wrong."""
+async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadPoolExecutor,
+                     framing: Framing) -> np.ndarray:
+    """The 28x28 float image a request carries (a picture framed as ``framing`` says), or a BadRequest naming what
+    is wrong."""
     max_bytes = limits.max_bytes
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
@@ -134,7 +136,8 @@ async def read_input(request: Request, limits: ServeLimits, decode_pool: ThreadP
     request._body = body  # starlette's form() and json() read a body that was already received from here
 
     def decode(data: bytes, name: str):  # in a worker thread: PIL, numpy and scipy release the GIL
-        return asyncio.get_running_loop().run_in_executor(decode_pool, picture_to_digit, data, name, limits.max_pixels)
+        return asyncio.get_running_loop().run_in_executor(decode_pool, picture_to_digit, data, name, limits.max_pixels,
+                                                           framing)
 
     if not body:
         raise BadRequest(400, "empty request: send an image file (multipart field 'file') or JSON")
@@ -205,6 +208,7 @@ def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: i
     info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
             "test_accuracy": run.metrics.get("test_accuracy"), "backend": backend, "run": run.run_dir.name,
             "item": run.model.item, "ood_threshold": run.model.ood_threshold, "explain": METHOD,
+            "framing": asdict(run.model.framing),
             "backend_ms_per_batch_of_8": timings}
     batcher = MicroBatcher(predict, max_batch=max_batch)
     decode_pool = ThreadPoolExecutor(max_workers=limits.decode_workers, thread_name_prefix="mnistkit-decode")
@@ -249,7 +253,7 @@ def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: i
         return np.round(maps.numpy(), 5).tolist()
 
     async def answer(request: Request, start: float, explain: bool) -> dict:
-        image = await read_input(request, limits, decode_pool)
+        image = await read_input(request, limits, decode_pool, run.model.framing)
         logits = await asyncio.wrap_future(batcher.submit(image.astype(np.float32)))
         logits = torch.from_numpy(logits)
         probabilities = logits.softmax(0).numpy()

@@ -7,14 +7,16 @@
 "use strict";
 
 const SIZE = 28;
-const BOX = 20;
+// How the model's training images frame their subject (mnistkit.data.preprocess.Framing), from the model's info:
+// MNIST's digits fill a 20-pixel box centred by mass; Fashion-MNIST's clothes fill all 28 pixels, the box centred.
+const DIGIT_FRAMING = { box: 20, centre: "mass" };
 const MIN_CONTRAST = 0.05;
 // Up to this many classes every one has its bar, in class order; with more (QuickDraw has 345), the most
 // probable ones, best first, so the list stays beside the pad.
 const MAX_BARS = 12;
 
 // ---------------------------------------------------------------------------------------------------
-// Preprocessing: any drawing -> white ink on black, fitted into 20x20, centred by mass in 28x28.
+// Preprocessing: any drawing -> white ink on black, framed in 28x28 as the model's training images were.
 
 function grayFromRGBA(rgba, count) {
   // PIL's "L" conversion (ITU-R 601-2 luma, fixed point), then [0, 1].
@@ -62,8 +64,9 @@ function resamplingWeights(sizeIn, sizeOut) {
   return rows;
 }
 
-function mnistify(gray, width, height) {
+function mnistify(gray, width, height, framing = DIGIT_FRAMING) {
   // Returns the 28x28 input (Float32Array, row-major) or null when there is no ink.
+  const box = framing.box;
   const ink = toWhiteOnBlack(gray, width, height);
   let peak = 0;
   for (const v of ink) peak = Math.max(peak, v);
@@ -79,8 +82,8 @@ function mnistify(gray, width, height) {
     }
   }
   const h = bottom - top + 1, w = right - left + 1;
-  const newH = Math.max(1, Math.floor(h * BOX / Math.max(h, w) + 0.5));
-  const newW = Math.max(1, Math.floor(w * BOX / Math.max(h, w) + 0.5));
+  const newH = Math.max(1, Math.floor(h * box / Math.max(h, w) + 0.5));
+  const newW = Math.max(1, Math.floor(w * box / Math.max(h, w) + 0.5));
   const wy = resamplingWeights(h, newH), wx = resamplingWeights(w, newW);
   const rowsDone = [];  // (newH x w): the rows resampled first, then the columns, as (Wy @ crop) @ Wx^T
   for (let i = 0; i < newH; i++) {
@@ -102,8 +105,11 @@ function mnistify(gray, width, height) {
       total += v; rowMass += i * v; colMass += j * v;
     }
   }
-  const offsetY = Math.min(Math.max(Math.floor(SIZE / 2 - rowMass / total + 0.5), 0), SIZE - newH);
-  const offsetX = Math.min(Math.max(Math.floor(SIZE / 2 - colMass / total + 0.5), 0), SIZE - newW);
+  const byMass = framing.centre === "mass";
+  const offsetY = byMass ? Math.min(Math.max(Math.floor(SIZE / 2 - rowMass / total + 0.5), 0), SIZE - newH)
+                         : Math.floor((SIZE - newH) / 2 + 0.5);
+  const offsetX = byMass ? Math.min(Math.max(Math.floor(SIZE / 2 - colMass / total + 0.5), 0), SIZE - newW)
+                         : Math.floor((SIZE - newW) / 2 + 0.5);
   const out = new Float32Array(SIZE * SIZE);
   for (let i = 0; i < newH; i++) {
     for (let j = 0; j < newW; j++) {
@@ -324,7 +330,7 @@ function renderWhy(input, attribution) {
 
 function currentInput() {
   const { data } = ctx.getImageData(0, 0, pad.width, pad.height);
-  return mnistify(grayFromRGBA(data, pad.width * pad.height), pad.width, pad.height);
+  return mnistify(grayFromRGBA(data, pad.width * pad.height), pad.width, pad.height, info?.framing ?? DIGIT_FRAMING);
 }
 
 async function predict() {
