@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 import mnistkit
 from mnistkit import pretrained
 from mnistkit.cli import app
-from mnistkit.errors import CheckpointError
+from mnistkit.errors import CheckpointError, DataFormatError
 from mnistkit.models import infer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,25 @@ def test_predict_works_in_a_fresh_place_with_no_run_directory(mnist, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"digit.png: {int(mnist.test_labels[7])}")
     assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_and_export_take_a_shipped_model_and_never_write_into_the_package(mnist, tmp_path, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in pretrained.pretrained_root().rglob("*")}
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "mnist"])
+    assert result.exit_code == 0, result.output
+    recorded = pretrained.load_pretrained("mnist").metrics["test_accuracy"]
+    assert f"test accuracy {recorded:.4f}" in result.output and "never written to" in result.output
+    result = runner.invoke(app, ["export", "mnist", "--format", "onnx"])
+    assert result.exit_code == 0, result.output
+    assert "on 1000 mnist test images" in result.output and (tmp_path / "mnist-model.onnx").stat().st_size > 10_000
+    # Fashion-MNIST's files are not bundled: its check runs on MNIST's images, and evaluate says where to put them
+    result = runner.invoke(app, ["export", "fashion-mnist", "--format", "onnx", "--out", "clothes.onnx"])
+    assert result.exit_code == 0 and "MNIST test images (fashion-mnist's files are not here)" in result.output
+    result = runner.invoke(app, ["evaluate", "fashion-mnist"], env={"MNISTKIT_DATA_DIR": str(tmp_path / "none")})
+    assert isinstance(result.exception, DataFormatError) and "pass --data-dir" in str(result.exception)
+    assert {p: p.stat().st_mtime_ns for p in pretrained.pretrained_root().rglob("*")} == before
 
 
 def test_tampered_weights_are_refused(tmp_path, monkeypatch):

@@ -186,13 +186,15 @@ def tune(
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[str, typer.Argument(help="A run directory written by `mnistkit train`; with --dataset, also "
-                                                "a pretrained model's name (see `mnistkit models --pretrained`).")],
+    run_dir: Annotated[str, typer.Argument(help="A run directory written by `mnistkit train`, or a pretrained "
+                                                "model's name (see `mnistkit models --pretrained`).")],
     split: Annotated[str, typer.Option(help="test or val; with --dataset, test or all.")] = "test",
     dataset: Annotated[str | None, typer.Option(help="Score on another labelled dataset instead, e.g. `folder` "
                                                         "with --data-dir holding 0/ 1/ ... 9/ of your own digits; "
                                                         "its classes are matched to the model's by name.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder holding that dataset's files.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files: with --dataset, that "
+                                                       "dataset's; without, the model's own dataset (where it moved, "
+                                                       "or for a pretrained model).")] = None,
     mistakes: Annotated[int, typer.Option(help="How many of the hardest mistakes to list.")] = 10,
 ) -> None:
     """Test accuracy, per-class precision/recall/F1, confusion matrix, hardest mistakes -> DIR/eval.json.
@@ -203,7 +205,8 @@ def evaluate(
     from mnistkit.runs import eval_file
 
     if dataset is None:
-        result, written = evaluate_run(run_dir, split=split), Path(run_dir) / eval_file(split)
+        result = evaluate_run(run_dir, split=split, data_dir=data_dir)
+        written = Path(run_dir) / eval_file(split) if Path(run_dir).is_dir() else None
     else:
         result, written = evaluate_on_dataset(run_dir, dataset, data_dir, split=split)
     print_evaluation(result, f"{dataset} {split}" if dataset else split, mistakes)
@@ -457,11 +460,13 @@ def serve(
 
 @app.command()
 def export(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `mnistkit train`.")],
+    run_dir: Annotated[str, typer.Argument(help="A run directory written by `mnistkit train`, or a pretrained "
+                                                "model's name (see `mnistkit models --pretrained`).")],
     format: Annotated[str, typer.Option("--format", help="onnx, torchscript, or web (a static site that runs the "
                                                          "model in the browser).")] = "onnx",
     out: Annotated[Path | None, typer.Option(help="Output file, or folder for web (default: DIR/model.onnx, "
-                                                  "DIR/model.torchscript.pt or DIR/web/).")] = None,
+                                                  "DIR/model.torchscript.pt or DIR/web/; for a pretrained model, "
+                                                  "NAME-model.onnx ... in the current directory).")] = None,
     ort_dir: Annotated[Path | None, typer.Option("--ort-dir", help="web: copy onnxruntime-web from this local "
                                                                    "'dist' folder (works offline) instead of "
                                                                    "loading it from its published URL.")] = None,
@@ -473,6 +478,6 @@ def export(
     from mnistkit.export import export as run_export
 
     info = run_export(run_dir, format, out, ort_dir=ort_dir)
-    extra = (f" (max |onnxruntime - PyTorch| on {info['checked_images']} test images: {info['max_abs_difference']:.2e})"
-             if "max_abs_difference" in info else "")
+    extra = (f" (max |onnxruntime - PyTorch| on {info['checked_images']} {info['checked_on']}: "
+             f"{info['max_abs_difference']:.2e})" if "max_abs_difference" in info else "")
     console.print(f"wrote {info['path']}{extra}")

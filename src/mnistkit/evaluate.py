@@ -3,6 +3,7 @@ own data, or on another labelled dataset (a folder of your own scans, say)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ from mnistkit.fileio import atomic_write_json
 from mnistkit.metrics import EvalResult, evaluate_logits
 from mnistkit.models import EVAL_BATCH_SIZE, infer
 from mnistkit.pretrained import is_shipped, load_source
-from mnistkit.runs import eval_file, load_run
+from mnistkit.runs import eval_file, load_splits
 
 OTHER_DATA_SPLITS = ("test", "all")  # of a dataset the model did not train on, "all" of its images are unseen
 
@@ -24,12 +25,16 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, class
     return evaluate_logits(infer(model, images, batch_size), labels, classes)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test") -> EvalResult:
-    """Evaluate a saved run on its dataset's test (or validation) split and write DIR/eval.json."""
-    run = load_run(run_dir)
-    images, labels = run.splits().part(split)
+def evaluate_run(source: str | Path, split: str = "test", data_dir: str | Path | None = None) -> EvalResult:
+    """Evaluate a saved run, or a shipped model by name, on its dataset's test (or validation) split, read from
+    ``data_dir`` where given (the run's own data moved, or a shipped model's data), and write DIR/eval.json (never
+    into a shipped model's folder)."""
+    run = load_source(source)
+    config = run.config if data_dir is None else dataclasses.replace(run.config, data_dir=str(data_dir))
+    images, labels = load_splits(config).part(split)
     result = evaluate(run.model, images, labels, run.classes, batch_size=run.config.eval_batch_size)
-    atomic_write_json(run.path(eval_file(split)), {"split": split, **result.to_dict()})
+    if not is_shipped(run.run_dir):
+        atomic_write_json(run.path(eval_file(split)), {"split": split, **result.to_dict()})
     return result
 
 
