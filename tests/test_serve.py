@@ -208,6 +208,21 @@ def test_uploads_are_framed_as_the_served_model_was_trained(mnist):
     assert np.abs(np.array(r.json()["input"]) - picture / 255).max() < 0.03
 
 
+def test_the_page_frames_a_drawing_as_the_served_model_was_trained(mnist):
+    from mnistkit.data.preprocess import Framing, mnistify, open_image
+
+    with running_server("fashion-mnist") as url, browser_page() as page:
+        page.goto(url + "/")
+        page.wait_for_function("window.mnistkit && window.mnistkit.ready", timeout=30000)
+        assert page.text_content("h1") == "Draw a clothing item"
+        draw_digit(page, mnist.test_images[0].numpy())
+        page.wait_for_function("window.mnistkit.last && !window.mnistkit.pending()", timeout=15000)
+        seen = np.array(page.evaluate("window.mnistkit.last.input")).reshape(28, 28)
+        png = base64.b64decode(page.evaluate("document.getElementById('pad').toDataURL('image/png')").split(",")[1])
+    assert np.abs(seen - mnistify(open_image(png), framing=Framing(28, "box"))).max() < 1e-5
+    assert np.abs(seen - mnistify(open_image(png))).max() > 0.5  # not MNIST's framing
+
+
 def test_serving_a_shipped_model_never_writes_into_the_package():
     from mnistkit.pretrained import pretrained_dir
 
