@@ -59,3 +59,23 @@ def test_bad_files_get_their_own_errors_and_the_rest_still_run(model, mnist, tmp
     assert "expected a 28x28 array, found shape (27, 28)" in errors[5]
     assert results[0].label == str(int(mnist.test_labels[0])) and results[4].label == str(int(mnist.test_labels[1]))
     json.dumps([r.to_dict() for r in results])  # machine-readable as promised
+
+
+def test_explain_draws_what_the_model_was_given_and_why(model, mnist, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mnistkit.cli import app
+    from mnistkit.predict import explain_predictions
+
+    for i in range(3):
+        save_digit_photo(tmp_path / f"d{i}.png", mnist.test_images[i].numpy(), inverted=True)
+    (tmp_path / "notes.png").write_text("not an image")
+    results = predict_images(model, [tmp_path / "d0.png", tmp_path / "notes.png"])
+    assert results[0].input.shape == (28, 28) and results[1].input is None  # what was given, where anything was
+    assert explain_predictions(model, results[1:], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["predict", "d0.png", "d1.png", "d2.png", "--explain", "why.png"])
+    assert result.exit_code == 0, result.output
+    assert "why: why.png" in result.output
+    with Image.open(tmp_path / "why.png") as figure:  # three pictures, each beside its map, in one row
+        assert figure.format == "PNG" and figure.width > 3 * figure.height

@@ -238,6 +238,10 @@ def predict(
     model_from: Annotated[str, typer.Option("--model-from", help="A pretrained model (see `mnistkit models "
                                                                  "--pretrained`) or a run directory.")] = "mnist",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for machines.")] = False,
+    explain: Annotated[Path | None, typer.Option("--explain", help="Also draw, into this PNG, what the model was given "
+                                                                  "for each picture beside why it answered so "
+                                                                  "(Integrated Gradients; the first 24 "
+                                                                  "pictures).")] = None,
 ) -> None:
     """Predict the label of each picture, made a 28x28 input the way the model's training images were made.
 
@@ -250,14 +254,16 @@ def predict(
     A picture unlike the training data is answered "not a digit (score S above T)": its energy score S
     is above the threshold T that refuses 1% of the validation digits (`ood_false_rejection`).
     With no --model-from, the pretrained MNIST model shipped with mnistkit answers: no training needed."""
-    from mnistkit.predict import load, predict_images
+    from mnistkit.predict import explain_predictions, load, predict_images
     from mnistkit.runs import WEIGHTS_FILE
 
     if images and (images[0] / WEIGHTS_FILE).is_file():  # the older form: mnistkit predict RUN_DIR IMAGE...
         model_from, images = str(images[0]), images[1:]
     if not images:
         raise typer.BadParameter("give at least one picture")
-    results = predict_images(load(model_from), images)
+    model = load(model_from)
+    results = predict_images(model, images)
+    figure = explain_predictions(model, results, explain) if explain else None
     if as_json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -269,6 +275,8 @@ def predict(
                 top = "  ".join(f"{c}: {p:.3f}" for c, p in r.top3)
                 answer = f"[yellow]{r.rejected}[/] (closest: {r.label})" if r.rejected else f"[bold]{r.label}[/]"
                 console.print(f"{r.source}: {answer}   ({top})", highlight=False, soft_wrap=True)
+        if figure:
+            console.print(f"why: {figure}", highlight=False)
     if any(r.error for r in results):
         raise typer.Exit(1)
 

@@ -179,22 +179,23 @@ def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classe
     return save(fig, path)
 
 
-def attributions(images: np.ndarray, maps: np.ndarray, labels, predicted, classes, path, title: str) -> Path:
-    """Each image beside its attribution map: red where the ink pushed towards the predicted class, blue
-    where it pushed away (one colour scale per map, centred on zero)."""
+def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], explained: Sequence[str], path,
+                 title: str, answer_color: str = WRONG) -> Path:
+    """Each image (titled by its caption) beside its attribution map (titled "why <class explained>"): red where the
+    ink pushed towards that class, blue where it pushed away (one colour scale per map, centred on zero)."""
     n = len(images)
     cols = min(n, 6)
     rows = int(np.ceil(n / cols))
     fig, axes = subplots(rows, 2 * cols, figsize=(2 * cols * 1.15, rows * 1.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for i, (img, amap, label, guess) in enumerate(zip(images, maps, labels, predicted)):
+    for i, (img, amap, caption, answer) in enumerate(zip(images, maps, captions, explained)):
         left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
         left.imshow(img, cmap="gray_r")
-        left.set_title(f"true {classes[label]}", fontsize=8)
+        left.set_title(caption, fontsize=8)
         limit = float(np.abs(amap).max()) or 1.0
         right.imshow(amap, cmap="bwr", vmin=-limit, vmax=limit)
-        right.set_title(f"why {classes[guess]}", fontsize=8, color=WRONG)
+        right.set_title(f"why {answer}", fontsize=8, color=answer_color)
     fig.suptitle(title)
     return save(fig, path)
 

@@ -11,6 +11,7 @@ import torch
 from mnistkit.data.folder import IMAGE_SUFFIXES
 from mnistkit.data.preprocess import load_digit
 from mnistkit.errors import MnistkitError
+from mnistkit.explain import METHOD, integrated_gradients
 from mnistkit.metrics import energy_score
 from mnistkit.models import Classifier, infer
 from mnistkit.pretrained import load_source
@@ -34,6 +35,7 @@ class Prediction:
     ood_score: float | None = None  # metrics.energy_score: higher means less like the training data
     rejected: str | None = None  # "not a digit (score ...)" when the score is above the model's threshold
     error: str | None = None
+    input: np.ndarray | None = field(default=None, repr=False)  # the 28x28 image the model was given
 
     def to_dict(self) -> dict:
         out = {"file": self.source}
@@ -78,7 +80,7 @@ def predict_images(model: Classifier, paths: list[str | Path]) -> list[Predictio
         try:
             arrays.append(load_digit(path, model.framing))
             good.append(len(results))
-            results.append(Prediction(source=str(path)))
+            results.append(Prediction(source=str(path), input=arrays[-1]))
         except MnistkitError as exc:
             results.append(Prediction(source=str(path), error=str(exc)))
     if arrays:
@@ -94,3 +96,22 @@ def predict_images(model: Classifier, paths: list[str | Path]) -> list[Predictio
             results[i].probabilities = [round(float(v), 6) for v in p]
             results[i].top3 = [(classes[int(c)], float(v)) for v, c in zip(top.values, top.indices)]
     return results
+
+
+EXPLAINED_AT_MOST = 24  # pictures in one `predict --explain` figure: more would be too small to read
+
+
+def explain_predictions(model: Classifier, predictions: list[Prediction], path: str | Path) -> Path | None:
+    """A figure of what the model was given for each answered picture (the first EXPLAINED_AT_MOST) beside why it
+    answered so: Integrated Gradients towards its answer. None when no picture was answered."""
+    from mnistkit import plots  # matplotlib, only where a figure is asked for: `import mnistkit` stays light
+
+    answered = [p for p in predictions if p.error is None][:EXPLAINED_AT_MOST]
+    if not answered:
+        return None
+    images = np.stack([p.input for p in answered])
+    maps = integrated_gradients(model, images, torch.tensor([p.index for p in answered])).maps.numpy()
+    captions = [Path(p.source).name if len(Path(p.source).name) <= 18 else Path(p.source).name[:17] + "…"
+                for p in answered]
+    return plots.attributions(images, maps, captions, [p.label for p in answered], path,
+                              f"What the model was given, and why it answered so ({METHOD})", answer_color="black")

@@ -143,8 +143,8 @@ def make_figures(run_dir: Path, sample: int = EMBEDDING_SAMPLE, log=print,
         wrong = [m.predicted for m in result.mistakes[:12]]
         maps = integrated_gradients(model, splits.test_images[idx[:12]], torch.tensor(wrong)).maps.numpy()
         add("mistakes_why", "Why the hardest mistakes", plots.attributions(
-            splits.test_images[idx[:12]].numpy(), maps, [m.label for m in result.mistakes[:12]], wrong, classes,
-            out / "mistakes_why.png", f"{name}: what made the model answer wrong ({METHOD})"),
+            splits.test_images[idx[:12]].numpy(), maps, [f"true {classes[m.label]}" for m in result.mistakes[:12]],
+            [classes[w] for w in wrong], out / "mistakes_why.png", f"{name}: what made the model answer wrong ({METHOD})"),
             "Integrated Gradients towards the wrong answer: red pixels pushed the model to it, blue ones away.")
 
     weights = first_layer_weights(model)
