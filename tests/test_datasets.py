@@ -1,6 +1,8 @@
 """Every dataset format end to end (train, evaluate, predict) on small files built from real digits."""
 
 import hashlib
+import io
+import zipfile
 
 import numpy as np
 import pytest
@@ -73,6 +75,57 @@ def test_pictures_are_framed_as_the_training_images_were(mnist, tmp_path):
     evaluation, _ = evaluate_on_dataset(result.run_dir, "folder", tmp_path / "pictures", split="all")
     right = sum(p.index == model.classes.index(path.parent.name) for p, path in zip(predictions, paths))
     assert evaluation.accuracy == pytest.approx(right / len(paths))
+
+
+def write_npz(directory, prefix, arrays):
+    directory.mkdir(exist_ok=True)
+    for part, array in zip(("train-imgs", "train-labels", "test-imgs", "test-labels"), arrays):
+        np.savez_compressed(directory / f"{prefix}-{part}.npz", array)
+    return directory
+
+
+def test_kuzushiji_numpy_files(mnist, tmp_path):
+    x, y = mnist.train_images[:600].numpy(), mnist.train_labels[:600].numpy()
+    tx, ty = mnist.test_images[:100].numpy(), mnist.test_labels[:100].numpy()
+    kmnist = load_dataset("kmnist", write_npz(tmp_path / "kmnist", "kmnist", (x, y, tx, ty)))
+    assert kmnist.classes[0] == "o" and len(kmnist.classes) == 10
+    assert torch.equal(kmnist.train_images, torch.from_numpy(x)) and torch.equal(kmnist.test_labels, torch.from_numpy(ty))
+    k49 = load_dataset("k49", write_npz(tmp_path / "k49", "k49", (x, np.arange(600) % 49, tx, ty)))
+    assert len(k49.classes) == 49 and k49.classes[-1] == "iteration mark" and int(k49.train_labels.max()) == 48
+    result = quick_train("k49", tmp_path / "k49", tmp_path / "run", epochs=1)
+    assert result.model.classes == k49.classes and result.metrics["test_images"] == 100
+
+
+def test_kuzushiji_file_errors_name_the_file(mnist, tmp_path):
+    x, y = mnist.train_images[:60].numpy(), mnist.train_labels[:60].numpy()
+    with pytest.raises(DataFormatError, match=r"k49: missing k49-train-imgs.npz, .*k49-test-labels.npz in .*empty"):
+        load_dataset("k49", tmp_path / "empty")
+    d = write_npz(tmp_path / "k", "k49", (x, y, x, y + 49))
+    with pytest.raises(DataFormatError, match=r"k49-test-labels.npz: labels must lie in 0..48 .* found \d+..5\d"):
+        load_dataset("k49", d)
+    write_npz(d, "k49", (x[:, :20], y, x, y))
+    with pytest.raises(DataFormatError, match=r"k49-train-imgs.npz: expected uint8 images of 28x28, found uint8 of "
+                                              r"shape \(60, 20, 28\)"):
+        load_dataset("k49", d)
+    write_npz(d, "k49", (x, y[:50], x, y))
+    with pytest.raises(DataFormatError, match="train split has 60 images in k49-train-imgs.npz but 50 labels"):
+        load_dataset("k49", d)
+    data = (d / "k49-train-imgs.npz").read_bytes()
+    (d / "k49-train-imgs.npz").write_bytes(data[: len(data) // 2])  # an interrupted download
+    with pytest.raises(DataFormatError, match=r"k49-train-imgs.npz: not a readable .npz file \(BadZipFile"):
+        load_dataset("k49", d)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:  # where the compressed array starts
+        entry = archive.infolist()[0]
+    lengths = data[entry.header_offset + 26 : entry.header_offset + 30]  # of the local header's name and extra field
+    start = entry.header_offset + 30 + int.from_bytes(lengths[:2], "little") + int.from_bytes(lengths[2:], "little")
+    damaged = bytearray(data)
+    damaged[start] = 0xFF  # a deflate block of a type that does not exist
+    (d / "k49-train-imgs.npz").write_bytes(bytes(damaged))
+    with pytest.raises(DataFormatError, match=r"k49-train-imgs.npz: not a readable .npz file \(error: .*invalid block"):
+        load_dataset("k49", d)
+    (d / "k49-train-imgs.npz").write_bytes(np.lib.format.header_data_from_array_1_0(x)["descr"].encode())
+    with pytest.raises(DataFormatError, match=r"k49-train-imgs.npz: not a readable .npz file"):
+        load_dataset("k49", d)
 
 
 def write_quickdraw(directory, mnist, n=300, width=784):

@@ -23,6 +23,7 @@ from PIL import Image
 
 import mnistkit
 from mnistkit.data.idx import parse_idx
+from mnistkit.data.kuzushiji import read_npz
 from mnistkit.data.preprocess import ImageTooLarge, open_image
 from mnistkit.errors import DataFormatError, ImageError
 from mnistkit.serve import app as serve_app
@@ -256,6 +257,24 @@ def test_fuzzed_idx_files_give_a_data_error_or_an_array(data):
     except DataFormatError:
         return
     assert array.dtype == np.uint8 and array.size == len(data) - 4 - 4 * array.ndim
+
+
+def npz_bytes() -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28))
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=64), damaged({"npz": npz_bytes()})))
+def test_fuzzed_npz_files_give_a_data_error_or_images(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("npz") / "k49-train-imgs.npz"
+    path.write_bytes(data)
+    try:
+        array = read_npz(path, ndim=3)
+    except DataFormatError:
+        return
+    assert array.dtype == np.uint8 and array.shape[1:] == (28, 28)
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=20),

@@ -427,7 +427,7 @@ def compare(
 
 @app.command()
 def download(
-    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, kmnist or quickdraw.")],
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, kmnist, k49 or quickdraw.")],
     data_dir: Annotated[Path | None, typer.Option(help="Where to put the files (default: the dataset's folder).")] = None,
     classes: Annotated[str | None, typer.Option(help="quickdraw: comma-separated classes.")] = None,
 ) -> None:

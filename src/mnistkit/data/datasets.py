@@ -277,7 +277,6 @@ def load_mnist(directory: Path) -> ImageDataset:
 
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                    "Sneaker", "Bag", "Ankle boot")
-KMNIST_CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
 
 IDX_FILE_NAMES = tuple(f"{stem}.gz" for stem in IDX_FILES.values())
 
@@ -287,10 +286,6 @@ def idx_files(*digests: str) -> tuple[RemoteFile, ...]:
 
 def load_fashion_mnist(directory: Path) -> ImageDataset:
     return load_idx_directory(directory, "fashion-mnist", FASHION_CLASSES)
-
-
-def load_kmnist(directory: Path) -> ImageDataset:
-    return load_idx_directory(directory, "kmnist", KMNIST_CLASSES)
 
 
 register_dataset(DatasetSpec(
@@ -311,13 +306,6 @@ register_dataset(DatasetSpec(
                              "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
                             idx_files("md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", "md5:25c81989df183df01b3e8a0aad5dffbe",
                                       "md5:bef4ecab320f06d8554ea6380940ec79", "md5:bb300cfdad3c16e7a12a480ee83cd310")),
-))
-register_dataset(DatasetSpec(
-    name="kmnist", description="Kuzushiji-MNIST, cursive Japanese characters", classes=KMNIST_CLASSES,
-    loader=load_kmnist, files=IDX_FILE_NAMES, source="https://github.com/rois-codh/kmnist", item="character",
-    download=DownloadSource(("https://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
-                            idx_files("md5:bdb82020997e1d708af4cf47b453dcf7", "md5:e144d726b3acfaa3e44228e80efcd344",
-                                      "md5:5c965bf0a639b31b8f53240b1b52f4d7", "md5:7320c461ea6c1c855c0b718fb2a4b134")),
 ))
 
 
