@@ -128,6 +128,36 @@ def test_kuzushiji_file_errors_name_the_file(mnist, tmp_path):
         load_dataset("k49", d)
 
 
+def test_emnist_split_upright_with_the_mapping_names(mnist, tmp_path):
+    x, y = mnist.train_images[:300].numpy(), mnist.train_labels[:300].numpy()
+    tx, ty = mnist.test_images[:60].numpy(), mnist.test_labels[:60].numpy()
+    keep, test_keep = y < 3, ty < 3
+    # the letters split as published: labels 1..N, images stored transposed
+    d = write_idx_dataset(tmp_path / "emnist", x[keep].transpose(0, 2, 1), y[keep] + 1, tx[test_keep].transpose(0, 2, 1),
+                          ty[test_keep] + 1)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (d / f"{stem}.gz").rename(d / f"emnist-letters-{stem}.gz")
+    with pytest.raises(DataFormatError, match="emnist: missing emnist-letters-mapping.txt in .*gzip.zip"):
+        load_dataset("emnist", d, split="letters")
+    (d / "emnist-letters-mapping.txt").write_text("1 65 97\n2 66 98\n3 67 99\n")
+    data = load_dataset("emnist", d, split="letters")
+    assert data.classes == ("Aa", "Bb", "Cc")
+    assert torch.equal(data.train_images, torch.from_numpy(x[keep]))  # upright again
+    assert torch.equal(data.test_labels, torch.from_numpy(ty[test_keep]).long())
+    (d / "emnist-digits-mapping.txt").write_text("".join(f"{i} {48 + i}\n" for i in range(10)))
+    with pytest.raises(DataFormatError, match=r"emnist: missing emnist-digits-train-images-idx3-ubyte.gz .* or pass "
+                                              r"--data-dir\."):
+        load_dataset("emnist", d, split="digits")
+    with pytest.raises(DataFormatError, match="unknown split 'greek'; the splits are balanced, byclass"):
+        load_dataset("emnist", d, split="greek")
+    (d / "emnist-letters-mapping.txt").write_text("1 65 97\n2 66\n")
+    with pytest.raises(DataFormatError, match=r"mapping.txt: has no line for label\(s\) \[3\] of the train split"):
+        load_dataset("emnist", d, split="letters")
+    (d / "emnist-letters-mapping.txt").write_text("1 65 97\n2 B\n")
+    with pytest.raises(DataFormatError, match=r"mapping.txt, line 2: expected a label and character codes .* '2 B'"):
+        load_dataset("emnist", d, split="letters")
+
+
 def write_quickdraw(directory, mnist, n=300, width=784):
     directory.mkdir()
     for name, digit in zip(CLASSES, DIGITS):

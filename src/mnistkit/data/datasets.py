@@ -205,30 +205,33 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
 # IDX datasets: MNIST (bundled), Fashion-MNIST, KMNIST and any other in the same format
 
 
-def find_idx_file(directory: Path, stem: str, dataset: str) -> Path:
-    for candidate in (directory / f"{stem}.gz", directory / stem):
+def find_idx_file(directory: Path, stem: str, dataset: str, prefix: str = "") -> Path:
+    """``prefix + stem`` (.gz or not) in ``directory``; a missing file gets a message naming all four."""
+    for candidate in (directory / f"{prefix}{stem}.gz", directory / f"{prefix}{stem}"):
         if candidate.is_file():
             return candidate
+    get = (f"pass --data-dir, or run `mnistkit download {dataset}` where there is internet" if
+           get_dataset_spec(dataset).download else "or pass --data-dir")
     raise DataFormatError(
-        f"{dataset}: missing {stem}.gz (or uncompressed {stem}) in {directory}. "
-        f"Put the four IDX files ({', '.join(f + '.gz' for f in IDX_FILES.values())}) there, "
-        f"pass --data-dir, or run `mnistkit download {dataset}` where there is internet."
+        f"{dataset}: missing {prefix}{stem}.gz (or uncompressed {prefix}{stem}) in {directory}. "
+        f"Put the four IDX files ({', '.join(prefix + f + '.gz' for f in IDX_FILES.values())}) there, {get}."
     )
 
 
 def load_idx_directory(
-    directory: Path, name: str, classes: tuple[str, ...], checksums: dict[str, str] | None = None
+    directory: Path, name: str, classes: tuple[str, ...], checksums: dict[str, str] | None = None, prefix: str = ""
 ) -> ImageDataset:
+    """The four IDX files named ``prefix + train-images-idx3-ubyte`` (...) in ``directory``, checked."""
     arrays = {}
     for key, stem in IDX_FILES.items():
-        path = find_idx_file(directory, stem, name)
+        path = find_idx_file(directory, stem, name, prefix)
         expected = (checksums or {}).get(path.name)
         arrays[key] = read_idx(path, ndim=3 if key.endswith("images") else 1, sha256=expected)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise DataFormatError(
-                f"{directory / IDX_FILES[split + '_images']}: images are {images.shape[1]}x{images.shape[2]}, "
+                f"{directory / (prefix + IDX_FILES[split + '_images'])}: images are {images.shape[1]}x{images.shape[2]}, "
                 f"expected {IMAGE_SIZE}x{IMAGE_SIZE}"
             )
         if len(images) != len(labels):
@@ -241,7 +244,7 @@ def load_idx_directory(
         labels = tensors[f"{split}_labels"]
         if len(labels) and int(labels.max()) >= len(classes):
             raise DataFormatError(
-                f"{directory / IDX_FILES[split + '_labels']}: label {int(labels.max())} out of range "
+                f"{directory / (prefix + IDX_FILES[split + '_labels'])}: label {int(labels.max())} out of range "
                 f"for {len(classes)} classes"
             )
         tensors[f"{split}_labels"] = labels.long()
