@@ -255,5 +255,7 @@ def test_quickdraw_downloads_one_file_per_chosen_class(tmp_path):
     written = download("quickdraw", tmp_path / "qd", classes=["cloud", "sun"], mirrors=[mirror.as_uri() + "/"],
                        log=lambda *_: None)
     assert sorted(p.name for p in written) == ["cloud.npy", "sun.npy"]
-    with pytest.raises(MnistkitError, match=r"knows .*'folder' is local-only"):
+    with pytest.raises(MnistkitError, match=r"knows .*for 'folder', its files are your own"):
         download("folder", tmp_path / "f", log=lambda *_: None)
+    with pytest.raises(MnistkitError, match=r"for 'emnist', get its files from https://www.nist.gov/.* and put them in "):
+        download("emnist", tmp_path / "e", log=lambda *_: None)

@@ -41,7 +41,9 @@ def download(name: str, data_dir: str | Path, classes: list[str] | None = None, 
     """Download every missing file of dataset ``name`` into ``data_dir``; files already there are kept."""
     spec = get_dataset_spec(name)
     if spec.download is None:
-        raise MnistkitError(f"`mnistkit download` knows {downloadable()}; '{name}' is local-only")
+        where = (f"get its files from {spec.source} and put them in {data_dir}" if spec.source.startswith("http")
+                 else "its files are your own")
+        raise MnistkitError(f"`mnistkit download` knows {downloadable()}; for '{name}', {where}")
     files = spec.download.files_for(classes or spec.classes)
     mirrors = mirrors or list(spec.download.mirrors)
     directory = Path(data_dir)
