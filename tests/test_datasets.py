@@ -201,6 +201,24 @@ def test_folder_of_images(mnist, tmp_path):
     check_run(result, tmp_path, digits_of(mnist, 1, 1, start=200)[0])
 
 
+def test_a_folder_of_28x28_pictures_is_taken_as_it_is(mnist, tmp_path):
+    fill = Framing(box=28, centre="box")  # subjects that fill the frame, as Fashion-MNIST's do
+    images = {name: (np.stack([mnistify(d / 255.0, framing=fill) for d in digits_of(mnist, digit, 30)]) * 255)
+              .round().astype(np.uint8) for name, digit in zip(CLASSES, DIGITS)}
+    for name, pictures in images.items():
+        (tmp_path / "mine" / name).mkdir(parents=True)
+        for i, picture in enumerate(pictures):
+            Image.fromarray(255 - picture).save(tmp_path / "mine" / name / f"{i}.png")  # dark on light
+    as_set = lambda x: sorted(bytes(image) for image in np.asarray(x))  # noqa: E731  (the split shuffles them)
+    data = load_dataset("folder", tmp_path / "mine", test_fraction=0)
+    assert as_set(data.train_images) == as_set(np.concatenate(list(images.values())))
+    framed = load_dataset("folder", tmp_path / "mine", test_fraction=0, box=20)  # asked for: MNIST's framing
+    assert as_set(framed.train_images) != as_set(data.train_images)
+    Image.fromarray(255 - images["zero"][0]).resize((56, 56)).save(tmp_path / "mine" / "zero" / "big.png")
+    mixed = load_dataset("folder", tmp_path / "mine", test_fraction=0)  # not all 28x28: every picture is framed
+    assert as_set(mixed.train_images[:60]) == as_set(framed.train_images[:60])  # classes one and seven
+
+
 def test_folder_errors(mnist, tmp_path):
     root = write_folder(tmp_path / "mine", mnist, n=3)
     with pytest.raises(DataFormatError, match="folder: options box and centre: framing box .* found 40"):

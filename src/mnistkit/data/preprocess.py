@@ -391,6 +391,26 @@ def picture_to_digit(source: str | Path | bytes, name: str, max_pixels: int = MA
     return mnistify(prepare_photo(open_image(source, max_pixels=max_pixels)), name, framing)
 
 
+def picture_as_it_is(path: str | Path) -> np.ndarray:
+    """A 28x28 picture file as a model input without framing it again: grayscale, white on black (a dataset's own
+    images saved as files keep what framing and detail they have)."""
+    gray = open_image(path)
+    if gray.shape != (SIZE, SIZE):
+        raise ImageError(f"{path}: expected a {SIZE}x{SIZE} picture, found {gray.shape[1]}x{gray.shape[0]}")
+    # Only the polarity is judged: subtracting a background level, as to_white_on_black does, would dim a subject
+    # that covers much of the border.
+    return (gray if border_level(gray) < 0.5 else 1.0 - gray).astype(np.float32)
+
+
+def picture_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from a picture file's header, without decoding it; None where it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # noqa: BLE001  (decoding it properly, later, names the problem)
+        return None
+
+
 def load_digit(path: str | Path, framing: Framing = DIGIT_FRAMING) -> np.ndarray:
     """Any supported file (image or .npy) to a 28x28 float32 image in [0, 1], white ink on black; a .npy array is
     taken as it is, a picture is framed as ``framing`` says."""
