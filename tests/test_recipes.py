@@ -122,6 +122,13 @@ def test_generic_recipe_adapts_to_the_size_of_the_data():
     tiny = adapt_to_data(cfg, 200)
     assert tiny.batch_size == 45 and tiny.lr == pytest.approx(cfg.lr * 45 / 128)
     assert adapt_to_data(make_config("default"), 60_000) == make_config("default")  # MNIST's recipe is fixed
+    large = adapt_to_data(cfg, 697_932)  # EMNIST byclass: 30 epochs would be 147,000 steps
+    steps_per_epoch = (697_932 - large.val_size) // large.batch_size
+    assert large.epochs == 6 and large.epochs * steps_per_epoch <= cfg.max_steps == 30_000
+    assert "epochs 30 -> 6 for at most 30,000 optimizer steps" in large.recipe_note
+    assert adapt_to_data(large, 697_932) == large
+    with pytest.raises(MnistkitError, match=r"max_steps must be 0 or at least min_steps \(3000\), found 100"):
+        make_config(None, dataset="idx", max_steps=100)
 
 
 def test_long_fashion_recipe_takes_its_cheaper_network_only_where_training_falls_back_to_fp32():
