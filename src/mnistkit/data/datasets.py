@@ -210,8 +210,9 @@ def find_idx_file(directory: Path, stem: str, dataset: str, prefix: str = "") ->
     for candidate in (directory / f"{prefix}{stem}.gz", directory / f"{prefix}{stem}"):
         if candidate.is_file():
             return candidate
-    get = (f"pass --data-dir, or run `mnistkit download {dataset}` where there is internet" if
-           get_dataset_spec(dataset).download else "or pass --data-dir")
+    spec = _REGISTRY.get(dataset)
+    get = (f"pass --data-dir, or run `mnistkit download {dataset}` where there is internet" if spec and spec.download
+           else "or pass --data-dir")
     raise DataFormatError(
         f"{dataset}: missing {prefix}{stem}.gz (or uncompressed {prefix}{stem}) in {directory}. "
         f"Put the four IDX files ({', '.join(prefix + f + '.gz' for f in IDX_FILES.values())}) there, {get}."
