@@ -144,6 +144,16 @@ def test_emnist_split_upright_with_the_mapping_names(mnist, tmp_path):
     assert data.classes == ("Aa", "Bb", "Cc")
     assert torch.equal(data.train_images, torch.from_numpy(x[keep]))  # upright again
     assert torch.equal(data.test_labels, torch.from_numpy(ty[test_keep]).long())
+    # the commands that read a dataset take its options: --option split=letters (not their own --split)
+    from typer.testing import CliRunner
+
+    from mnistkit.cli import app
+    out = tmp_path / "letters.png"
+    shown = CliRunner().invoke(app, ["show", "--dataset", "emnist", "--data-dir", str(d), "--option", "split=letters",
+                                     "--split", "test", "--n", "6", "--out", str(out)])
+    assert shown.exit_code == 0 and out.stat().st_size > 1000, shown.output
+    bad = CliRunner().invoke(app, ["show", "--dataset", "emnist", "--data-dir", str(d), "--option", "split"])
+    assert isinstance(bad.exception, MnistkitError) and "--option expects NAME=VALUE" in str(bad.exception)
     (d / "emnist-digits-mapping.txt").write_text("".join(f"{i} {48 + i}\n" for i in range(10)))
     with pytest.raises(DataFormatError, match=r"emnist: missing emnist-digits-train-images-idx3-ubyte.gz .* or pass "
                                               r"--data-dir\."):

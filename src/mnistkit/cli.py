@@ -23,6 +23,24 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+OPTION_HELP = ("NAME=VALUE, a dataset option (e.g. split=letters for emnist, classes=cloud,sun for quickdraw); "
+               "mnistkit datasets lists the datasets.")
+
+
+def dataset_options(items: list[str] | None) -> dict:
+    """``--option NAME=VALUE`` lines as a dataset's loader options (a value read as JSON where it parses)."""
+    from mnistkit.errors import MnistkitError
+
+    options: dict = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise MnistkitError(f"--option expects NAME=VALUE (e.g. split=letters), found '{item}'")
+        try:
+            options[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[name.strip()] = raw
+    return options
 
 
 def main() -> None:
@@ -196,6 +214,7 @@ def evaluate(
                                                        "dataset's; without, the model's own dataset (where it moved, "
                                                        "or for a pretrained model).")] = None,
     mistakes: Annotated[int, typer.Option(help="How many of the hardest mistakes to list.")] = 10,
+    option: Annotated[list[str] | None, typer.Option("--option", help=OPTION_HELP + " With --dataset only.")] = None,
 ) -> None:
     """Test accuracy, per-class precision/recall/F1, confusion matrix, hardest mistakes -> DIR/eval.json.
 
@@ -208,7 +227,8 @@ def evaluate(
         result = evaluate_run(run_dir, split=split, data_dir=data_dir)
         written = Path(run_dir) / eval_file(split) if Path(run_dir).is_dir() else None
     else:
-        result, written = evaluate_on_dataset(run_dir, dataset, data_dir, split=split)
+        result, written = evaluate_on_dataset(run_dir, dataset, data_dir, split=split,
+                                              options=dataset_options(option))
     print_evaluation(result, f"{dataset} {split}" if dataset else split, mistakes)
     console.print(f"written {written}" if written else "not written: a shipped model's folder is never written to")
 
@@ -346,11 +366,12 @@ def show(
     split: Annotated[str, typer.Option(help="train or test.")] = "train",
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding the dataset's files.")] = None,
     out: Annotated[Path | None, typer.Option(help="PNG to write (default: samples-DATASET.png).")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help=OPTION_HELP)] = None,
 ) -> None:
     """Save a grid of sample images with their labels as a PNG."""
     from mnistkit.report import show_samples
 
-    console.print(f"wrote {show_samples(dataset, n, out, data_dir, split)}")
+    console.print(f"wrote {show_samples(dataset, n, out, data_dir, split, dataset_options(option))}")
 
 
 @app.command()

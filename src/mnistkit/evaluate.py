@@ -39,16 +39,18 @@ def evaluate_run(source: str | Path, split: str = "test", data_dir: str | Path |
 
 
 def evaluate_on_dataset(source: str | Path, dataset: str, data_dir: str | Path | None = None, split: str = "test",
-                        **options) -> tuple[EvalResult, Path | None]:
+                        options: dict | None = None) -> tuple[EvalResult, Path | None]:
     """Score a run's or a shipped model (``source``, as `--model-from` takes it) on another labelled dataset: its
     test images, or with ``split="all"`` every image it has, for data the model never trained on. Its classes are
-    matched to the model's by name, so an MNIST model scores a folder ``0/ ... 9/`` of your own digits. Writes
+    matched to the model's by name, so an MNIST model scores a folder ``0/ ... 9/`` of your own digits. ``options``
+    go to the dataset's loader (EMNIST's ``{"split": "letters"}``, ...). Writes
     DIR/eval_<dataset>_<split>.json for a run directory (a shipped model's folder is never written to) and
     returns the result with that path. Pictures (a ``folder``) are framed as the model's training images were."""
     if split not in OTHER_DATA_SPLITS:
         raise MnistkitError(f"evaluate: split must be one of {list(OTHER_DATA_SPLITS)} on another dataset, "
                             f"found '{split}'")
     run = load_source(source)
+    options = dict(options or {})
     if get_dataset_spec(dataset).pictures:  # frame the pictures as the model's training images were
         options = {"box": run.model.framing.box, "centre": run.model.framing.centre, **options}
     data = load_dataset(dataset, data_dir, **options)

@@ -230,9 +230,9 @@ def write_report(run_dir: str | Path, sample: int = EMBEDDING_SAMPLE, log=print,
 
 
 def show_samples(dataset: str = "mnist", n: int = 20, out: str | Path | None = None, data_dir=None,
-                 split: str = "train") -> Path:
-    """A grid of the first ``n`` images of a dataset with their labels."""
-    ds = load_dataset(dataset, data_dir)
+                 split: str = "train", options: dict | None = None) -> Path:
+    """A grid of the first ``n`` images of a dataset (its loader given ``options``) with their labels."""
+    ds = load_dataset(dataset, data_dir, **(options or {}))
     images, labels = (ds.train_images, ds.train_labels) if split == "train" else (ds.test_images, ds.test_labels)
     n = max(1, min(n, len(images)))
     path = Path(out) if out else Path(f"samples-{dataset}.png")
