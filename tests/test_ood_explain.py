@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mnistkit.explain import integrated_gradients
-from mnistkit.metrics import auroc, energy_score, rejection_threshold
+from mnistkit.metrics import auroc, energy_score, evaluate_logits, rejection_threshold
 from mnistkit.models import infer
 from mnistkit.predict import predict_images, rejection
 from mnistkit.runs import load_run
@@ -112,3 +114,18 @@ def test_api_explains_on_request(run, mnist):
     assert body["attribution_method"] == "integrated-gradients" and amap.shape == (28, 28)
     ink = mnist.test_images[1].numpy() > 25
     assert np.abs(amap)[ink].sum() > 0.9 * np.abs(amap).sum()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), classes=st.integers(2, 8))
+def test_balanced_accuracy_is_scikit_learns_on_imbalanced_labels(seed, classes):
+    from sklearn.metrics import balanced_accuracy_score
+
+    generator = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 40, (classes,), generator=generator)  # every class present, in unequal numbers
+    labels = torch.repeat_interleave(torch.arange(classes), sizes)
+    logits = torch.randn(len(labels), classes, generator=generator) + 2 * torch.nn.functional.one_hot(labels, classes)
+    result = evaluate_logits(logits, labels, tuple(map(str, range(classes))))
+    expected = balanced_accuracy_score(labels.numpy(), logits.argmax(1).numpy())
+    assert result.balanced_accuracy == pytest.approx(expected)
+    assert result.to_dict()["balanced_accuracy"] == pytest.approx(expected)

@@ -236,7 +236,8 @@ def evaluate(
 def print_evaluation(result, what: str, mistakes: int) -> None:
     classes = result.classes
     console.print(f"{what} accuracy [bold]{result.accuracy:.4f}[/]  (error rate {1 - result.accuracy:.2%}, "
-                  f"loss {result.loss:.4f}, {sum(result.support)} images)")
+                  f"balanced accuracy {result.balanced_accuracy:.4f}, loss {result.loss:.4f}, "
+                  f"{sum(result.support)} images)")
     # A class with no images that nothing was called (another dataset's missing classes) has no scores to show.
     predicted = result.confusion.sum(0).tolist()
     run_table("Per class", ["class", "precision", "recall", "f1", "support"],
