@@ -69,7 +69,7 @@ def test_report_has_every_figure_and_renders_in_chromium(trained_run):
         assert_real_picture(path)
     html = page_path.read_text()
     assert html.count("<img ") == len(EXPECTED) and "data:image/png;base64," in html
-    assert "test accuracy" in html and make_config("fast").model in html
+    assert "test accuracy" in html and "balanced accuracy" in html and make_config("fast").model in html
     with browser_page() as page:
         page.goto(page_path.resolve().as_uri())
         page.wait_for_load_state("load")

@@ -196,7 +196,8 @@ img {{ max-width: 100%; border: 1px solid #eee; }} section {{ margin-bottom: 2.5
 .big {{ font-size: 2em; font-weight: 600; }} .cols {{ display: flex; gap: 2em; flex-wrap: wrap; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
-<p class="big">test accuracy {result.accuracy:.2%} <small>(error rate {1 - result.accuracy:.2%})</small></p>
+<p class="big">test accuracy {result.accuracy:.2%} <small>(error rate {1 - result.accuracy:.2%}, balanced accuracy
+{result.balanced_accuracy:.2%})</small></p>
 <p>{toc}</p>
 <div class="cols"><div><h2>Metrics</h2><table>{metric_rows}</table>
 <h2>Per class (test)</h2><table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>
