@@ -33,6 +33,15 @@ def test_models_and_summary_list_every_model():
     assert result.exit_code == 0 and "10x24x24" in result.output and "21,840" in result.output
 
 
+def test_datasets_lists_each_one_with_its_options():
+    result = runner.invoke(app, ["datasets"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.startswith("│ ")
+            and line.split("│")[1].strip()}
+    assert {"mnist", "fashion-mnist", "kmnist", "k49", "emnist", "quickdraw", "idx", "folder"} <= set(rows)
+    assert "split" in rows["emnist"] and "per_class" in rows["quickdraw"] and "box" in rows["folder"]
+
+
 def test_help_rewraps_each_paragraph_to_the_terminal():
     # The docstrings break their lines at about 110 characters; on a 200-column terminal a paragraph longer than
     # that must come out as one line, not broken again where the source breaks it (typer's rich mode did).

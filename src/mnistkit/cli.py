@@ -340,11 +340,15 @@ def summary(name: Annotated[str, typer.Argument(help="Model name (see `mnistkit 
 
 @app.command()
 def datasets() -> None:
-    """List the datasets, their classes and where their files are expected."""
+    """List the datasets, their classes, their options and where their files are expected.
+
+    An option is set with `--set dataset_options.NAME=VALUE` for train, tune and compare, and with `--option
+    NAME=VALUE` for show and evaluate --dataset."""
     from mnistkit.data.datasets import default_data_dir, list_datasets
 
-    run_table("Datasets", ["name", "classes", "description", "files", "expected in (or --data-dir)"],
-              [[s.name, len(s.classes) or "from data", s.description, ", ".join(s.files) or "ROOT/<class>/*.png",
+    run_table("Datasets", ["name", "classes", "description", "options", "files", "expected in (or --data-dir)"],
+              [[s.name, len(s.classes) or "from data", s.description, ", ".join(s.option_names()) or "-",
+                ", ".join(s.files) or "ROOT/<class>/*.png",
                 "(bundled)" if s.name == "mnist" else str(default_data_dir(s.name))] for s in list_datasets()])
 
 
