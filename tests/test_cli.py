@@ -39,7 +39,9 @@ def test_datasets_lists_each_one_with_its_options():
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.startswith("│ ")
             and line.split("│")[1].strip()}
     assert {"mnist", "fashion-mnist", "kmnist", "k49", "emnist", "quickdraw", "idx", "folder"} <= set(rows)
-    assert "split" in rows["emnist"] and "per_class" in rows["quickdraw"] and "box" in rows["folder"]
+    options = {name: line.split("│")[4].strip() for name, line in rows.items()}  # the first line of each cell
+    assert options["emnist"] == "split" and options["fashion-mnist"] == "-"
+    assert options["quickdraw"] == "classes, per_class, seed" and options["folder"].startswith("test_fraction, seed, box")
 
 
 def test_help_rewraps_each_paragraph_to_the_terminal():
