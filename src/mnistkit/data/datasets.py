@@ -205,11 +205,19 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
 # IDX datasets: MNIST (bundled), Fashion-MNIST, KMNIST and any other in the same format
 
 
-def find_idx_file(directory: Path, stem: str, dataset: str, prefix: str = "") -> Path:
-    """``prefix + stem`` (.gz or not) in ``directory``; a missing file gets a message naming all four."""
+def existing_idx_file(directory: Path, stem: str, prefix: str = "") -> Path | None:
+    """``prefix + stem`` in ``directory``, gzipped or not, or None where neither is there."""
     for candidate in (directory / f"{prefix}{stem}.gz", directory / f"{prefix}{stem}"):
         if candidate.is_file():
             return candidate
+    return None
+
+
+def find_idx_file(directory: Path, stem: str, dataset: str, prefix: str = "") -> Path:
+    """``prefix + stem`` (.gz or not) in ``directory``; a missing file gets a message naming all four."""
+    found = existing_idx_file(directory, stem, prefix)
+    if found is not None:
+        return found
     spec = _REGISTRY.get(dataset)
     get = (f"pass --data-dir, or run `mnistkit download {dataset}` where there is internet" if spec and spec.download
            else "or pass --data-dir")

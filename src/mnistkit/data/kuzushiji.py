@@ -20,6 +20,7 @@ from mnistkit.data.datasets import (
     DownloadSource,
     ImageDataset,
     RemoteFile,
+    existing_idx_file,
     idx_files,
     load_idx_directory,
     register_dataset,
@@ -83,7 +84,7 @@ def load_npz_directory(directory: Path, name: str, prefix: str, classes: tuple[s
 
 def load_kmnist(directory: Path) -> ImageDataset:
     """Kuzushiji-MNIST from its IDX files, or from its NumPy files where the IDX ones are not there."""
-    has_idx = any((directory / stem).is_file() or (directory / f"{stem}.gz").is_file() for stem in IDX_FILES.values())
+    has_idx = any(existing_idx_file(directory, stem) for stem in IDX_FILES.values())
     if not has_idx and any((directory / file).is_file() for file in npz_names("kmnist")):  # names what is missing
         return load_npz_directory(directory, "kmnist", "kmnist", KMNIST_CLASSES)
     return load_idx_directory(directory, "kmnist", KMNIST_CLASSES)
