@@ -221,11 +221,12 @@ def evaluate(
     With --dataset, the model is scored on data it never trained on, such as a folder of your own scans
     (`--split all` scores every image in it) -> `DIR/eval_<dataset>_<split>.json`."""
     from mnistkit.evaluate import evaluate_on_dataset, evaluate_run
+    from mnistkit.pretrained import is_shipped
     from mnistkit.runs import eval_file
 
     if dataset is None:
         result = evaluate_run(run_dir, split=split, data_dir=data_dir)
-        written = Path(run_dir) / eval_file(split) if Path(run_dir).is_dir() else None
+        written = None if not Path(run_dir).is_dir() or is_shipped(run_dir) else Path(run_dir) / eval_file(split)
     else:
         result, written = evaluate_on_dataset(run_dir, dataset, data_dir, split=split,
                                               options=dataset_options(option))

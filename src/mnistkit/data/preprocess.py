@@ -405,8 +405,10 @@ def picture_as_it_is(path: str | Path) -> np.ndarray:
 def picture_size(path: str | Path) -> tuple[int, int] | None:
     """(width, height) from a picture file's header, without decoding it; None where it cannot be read."""
     try:
-        with Image.open(path) as img:
-            return img.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's bomb warnings, as in open_image: decoding it later checks the size
+            with Image.open(path) as img:
+                return img.size
     except Exception:  # noqa: BLE001  (decoding it properly, later, names the problem)
         return None
 
