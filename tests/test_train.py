@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import sys
@@ -23,6 +24,7 @@ from mnistkit.train import (
     native_cpu_bf16,
     passes_after_training,
     schedule_progress,
+    sharpness_aware_gradients,
     training_seconds_left,
     validate,
 )
@@ -327,3 +329,32 @@ def test_amp_trains_in_bf16_where_the_cpu_has_it(small_mnist_dir, tmp_path):
     in_bf16 = validate(amp.model, images, labels, amp.config, Ranks(), torch.bfloat16)
     in_fp32 = validate(amp.model, images, labels, amp.config, Ranks())
     assert in_bf16 != in_fp32 and in_bf16 == pytest.approx(in_fp32, abs=0.01)  # bf16 ran, and agrees
+
+
+def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_statistics_as_they_were():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 26 * 26, 10))
+    images, labels = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    cfg = TrainConfig(sam_rho=0.05)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.nn.functional.cross_entropy(model(images), labels).backward()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    moved = copy.deepcopy(model)
+    grads = [p.grad for p in model.parameters()]
+    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))
+    with torch.no_grad():
+        for p, g in zip(moved.parameters(), grads):
+            p.add_(g * 0.05 / norm)
+    moved.zero_grad(set_to_none=True)
+    torch.nn.functional.cross_entropy(moved(images), labels).backward()
+
+    sharpness_aware_gradients(model, optimizer, images, labels, cfg, amp_dtype=None)
+
+    for name, value in model.state_dict().items():  # weights back where they were; running statistics untouched
+        assert torch.equal(value, weights[name]), name
+    for p, q in zip(model.parameters(), moved.parameters()):  # the gradient is the moved weights' one
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert not torch.allclose(model[0].weight.grad, grads[0])
+    with pytest.raises(MnistkitError, match="sam_rho must be >= 0"):
+        TrainConfig(sam_rho=-0.1)

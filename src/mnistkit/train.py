@@ -301,8 +301,34 @@ def train_step(step_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torch
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if cfg.sam_rho:
+        sharpness_aware_gradients(step_fn, optimizer, images, labels, cfg, amp_dtype)
     optimizer.step()
     return loss, logits, losses.detach() if losses is not None else None
+
+
+def sharpness_aware_gradients(step_fn: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+                              images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+                              amp_dtype: torch.dtype | None) -> None:
+    """Replace the gradients with those at the weights moved ``cfg.sam_rho`` along them (SAM's second pass).
+
+    Batch-norm running statistics are left as the first pass set them: the moved weights are not the model's."""
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    grads = [p.grad for p in params]
+    scale = cfg.sam_rho / (torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) + 1e-12)
+    originals = [p.detach().clone() for p in params]  # restored exactly: w + e - e is not w in floating point
+    with torch.no_grad():
+        torch._foreach_add_(params, torch._foreach_mul(grads, scale))
+    statistics = [(b, b.clone()) for m in step_fn.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                  for b in m.buffers()]
+    with torch.autocast(images.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = F.cross_entropy(step_fn(images).float(), labels, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for buffer, saved in statistics:
+        buffer.copy_(saved)
+    with torch.no_grad():
+        torch._foreach_copy_(params, originals)
 
 
 def why_training_stopped(cfg: TrainConfig, budget: float, state: dict, epochs: int) -> str:
