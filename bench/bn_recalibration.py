@@ -11,6 +11,7 @@ they are, and on them augmented as in training. The comparison is on validation;
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -53,11 +54,10 @@ def main() -> None:
         run = load_run(run_dir)
         splits = run.splits()
         parts = [splits.part("val"), splits.part("test")]
-        row = [str(run_dir)]
-        for augment in ("saved", None, run.config.augment):
-            model = load_run(run_dir).model
-            if augment != "saved":
-                torch.optim.swa_utils.update_bn(training_batches(splits.train_images, augment), model)
+        row = [str(run_dir)] + [f"{accuracy(run.model, *part):.4f}" for part in parts]
+        for augment in (None, run.config.augment):  # clean training images, then augmented as in training
+            model = copy.deepcopy(run.model)
+            torch.optim.swa_utils.update_bn(training_batches(splits.train_images, augment), model)
             row += [f"{accuracy(model, *part):.4f}" for part in parts]
         rows.append(row)
         print(" | ".join(row), flush=True)
