@@ -358,3 +358,25 @@ def test_sharpness_aware_gradients_are_taken_uphill_and_leave_weights_and_statis
     assert not torch.allclose(model[0].weight.grad, grads[0])
     with pytest.raises(MnistkitError, match="sam_rho must be >= 0"):
         TrainConfig(sam_rho=-0.1)
+
+
+def test_clean_epochs_train_the_last_epochs_on_unaugmented_images(small_mnist_dir, tmp_path, monkeypatch):
+    train_module = sys.modules["mnistkit.train"]
+    real_augment, real_save = train_module.augment_batch, runs.save_checkpoint
+    augmented_per_epoch = [0]
+
+    def counting_augment(*args, **kwargs):
+        augmented_per_epoch[-1] += 1
+        return real_augment(*args, **kwargs)
+
+    def save_and_start_counting_the_next_epoch(*args, **kwargs):
+        real_save(*args, **kwargs)
+        augmented_per_epoch.append(0)
+
+    monkeypatch.setattr(train_module, "augment_batch", counting_augment)
+    monkeypatch.setattr(runs, "save_checkpoint", save_and_start_counting_the_next_epoch)
+    mnistkit.train(small_config(small_mnist_dir, tmp_path / "run", epochs=3, clean_epochs=2,
+                                augment={"rotate_degrees": 10, "translate": 0.1}))
+    assert augmented_per_epoch == [5000 // 128, 0, 0, 0]
+    with pytest.raises(MnistkitError, match="clean_epochs must be >= 0"):
+        TrainConfig(clean_epochs=-1)

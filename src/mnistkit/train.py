@@ -445,7 +445,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             idx = order[start : start + local_batch]
             images = as_image_batch(train_x[idx])
             flips = alternate_flips(parity[idx], epoch) if parity is not None else None
-            images = augment_batch(images, cfg.augment, augment_generator, flips).contiguous(memory_format=memory_format)
+            if epoch <= epochs - cfg.clean_epochs:
+                images = augment_batch(images, cfg.augment, augment_generator, flips)
+            images = images.contiguous(memory_format=memory_format)
             labels = train_y[idx]
             loss, logits, per_image = train_step(step_fn, optimizer, images, labels, cfg, amp_dtype,
                                                  per_image=epoch_loss is not None)
