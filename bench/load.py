@@ -4,9 +4,11 @@
     python bench/load.py --run runs/my-run --backend onnx
     python bench/load.py --hostile 0.1        # 10% of requests are decompression bombs and garbage
     python bench/load.py --client wrk         # throughput and latency with wrk (C), 15 s
+    python bench/load.py --client wrk --workers 1,2   # one server process, then two, side by side in one table
 
-The server runs as its own process (`python -m mnistkit serve`) on 127.0.0.1; the client sends PNG
-uploads of real MNIST test digits and checks every answer. Nothing leaves this machine.
+The server runs as its own process (`python -m mnistkit serve`, with `--workers` processes under it) on 127.0.0.1;
+the client sends PNG uploads of real MNIST test digits and checks every answer. Nothing leaves this machine. Peak
+memory is the sum of each server process's peak.
 
 The Python client (httpx) checks labels and hostile answers but needs most of a core itself, so on
 2 cores it starves the server. `--client wrk` (Debian's `wrk`, one thread) measures the server's own
@@ -163,26 +165,72 @@ def wrk_load(url: str, bodies: list[tuple[bytes, str | None]], concurrency: int,
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%")}
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process under it (uvicorn's workers, multiprocessing's helper), read from /proc."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return [pid] + [p for child in children for p in process_tree(child)]
+
+
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The sum of the peaks of ``pid`` and the processes under it (an upper bound on their joint peak)."""
+    total = 0
+    for process in process_tree(pid):
+        status = Path(f"/proc/{process}/status")
+        lines = status.read_text().splitlines() if status.exists() else []
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmHWM:")), 0)
+    return total / 1024 if total else float("nan")
 
 
-def report_wrk(args, run: Path, result: dict) -> None:
-    table = markdown_table(
-        ["backend", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors", "requests/s", "p50 ms",
-         "p99 ms", "server peak RSS MiB"],
-        [[args.backend, "wrk, 1 thread", f"{args.seconds:g}", result["requests"], args.concurrency, result["errors"],
-          result["socket_errors"], f"{result['rps']:.0f}", f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}",
-          f"{result['server_peak_rss_mib']:.0f}"]])
-    print(table)
-    if not args.no_append:
-        append_section(f"Serving under wrk: PNG uploads at concurrency {args.concurrency} ({args.backend})",
-                       f"python bench/load.py --client wrk --backend {args.backend}", table,
-                       f"Server: `mnistkit serve` on {HOST} serving `{run.name}` (uvicorn with uvloop and httptools); "
-                       "wrk (C, one thread) on the same 2 cores, cycling through 100 MNIST test digits as PNG uploads.")
+def start_server(run: Path, backend: str, workers: int | None) -> tuple[subprocess.Popen, str]:
+    """`mnistkit serve` on a free port, once it answers /healthz: the process and its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "mnistkit", "serve", str(run), "--host", HOST, "--port", str(port),
+               "--backend", backend] + (["--workers", str(workers)] if workers else [])
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://{HOST}:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return server, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.terminate()
+    raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+
+
+def measure(args, run: Path, workers: int | None) -> dict:
+    """One server with ``workers`` processes (None: serve's default), warmed up, then loaded by the chosen client."""
+    server, base = start_server(run, args.backend, workers)
+    try:
+        bodies = payloads(500)
+        asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
+        if args.client == "wrk":
+            result = wrk_load(base + "/api/predict", bodies, args.concurrency, args.seconds)
+        else:
+            every = round(1 / args.hostile) if args.hostile else 0
+            result = asyncio.run(load(base + "/api/predict", bodies, args.requests, args.concurrency,
+                                      time.perf_counter() + args.time_limit, hostile_payloads() if every else None,
+                                      every))
+        result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wrk_row(args, workers: str, result: dict) -> list:
+    return [args.backend, workers, "wrk, 1 thread", f"{args.seconds:g}", result["requests"], args.concurrency,
+            result["errors"], result["socket_errors"], f"{result['rps']:.0f}", f"{result['p50_ms']:.1f}",
+            f"{result['p99_ms']:.1f}", f"{result['server_peak_rss_mib']:.0f}"]
+
+
+def python_row(args, workers: str, result: dict) -> list:
+    hostile = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(result["hostile"].items())) or "none"
+    return [args.backend, workers, result["requests"], args.concurrency, result["errors"], f"{result['rps']:.0f}",
+            f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['accuracy']:.4f}", hostile,
+            f"{result['server_peak_rss_mib']:.0f}"]
 
 
 def main() -> None:
@@ -191,6 +239,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    parser.add_argument("--workers", default="", help="server processes, or several comma-separated to measure each "
+                                                      "in turn (default: serve's own default)")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds before the client gives up")
     parser.add_argument("--hostile", type=float, default=0.0, help="share of hostile uploads (bombs, garbage), e.g. 0.1")
     parser.add_argument("--client", default="python", choices=["python", "wrk"])
@@ -198,50 +248,33 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     run = ensure_run(args.run)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mnistkit", "serve", str(run), "--host", HOST, "--port", str(port),
-                               "--backend", args.backend], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        base = f"http://{HOST}:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
-        bodies = payloads(500)
-        asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
-        if args.client == "wrk":
-            result = wrk_load(base + "/api/predict", bodies, args.concurrency, args.seconds)
-            result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
-            report_wrk(args, run, result)
-            return
-        every = round(1 / args.hostile) if args.hostile else 0
-        result = asyncio.run(load(base + "/api/predict", bodies, args.requests, args.concurrency,
-                                  time.perf_counter() + args.time_limit, hostile_payloads() if every else None, every))
-        result["server_peak_rss_mib"] = peak_rss_mib(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    hostile = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(result["hostile"].items())) or "none"
-    table = markdown_table(
-        ["backend", "requests", "concurrency", "errors", "good requests/s", "p50 ms (good)", "p99 ms (good)",
-         "accuracy of good answers", "hostile uploads answered", "server peak RSS MiB"],
-        [[args.backend, result["requests"], args.concurrency, result["errors"], f"{result['rps']:.0f}",
-          f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['accuracy']:.4f}", hostile,
-          f"{result['server_peak_rss_mib']:.0f}"]])
-    print(table)
-    if result["first_errors"]:
-        print("first errors:", result["first_errors"])
-    if not args.no_append:
+    counts = [int(w) for w in args.workers.split(",")] if args.workers else [None]
+    results = [(str(w) if w else "default", measure(args, run, w)) for w in counts]
+    option = f" --workers {args.workers}" if args.workers else ""
+    if args.client == "wrk":
+        table = markdown_table(
+            ["backend", "server processes", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors",
+             "requests/s", "p50 ms", "p99 ms", "server peak RSS MiB"],
+            [wrk_row(args, w, r) for w, r in results])
+        title = f"Serving under wrk: PNG uploads at concurrency {args.concurrency} ({args.backend})"
+        command = f"python bench/load.py --client wrk --backend {args.backend}{option}"
+        note = (f"Server: `mnistkit serve` on {HOST} serving `{run.name}` (uvicorn with uvloop and httptools); wrk (C, "
+                "one thread) on the same 2 cores, cycling through 100 MNIST test digits as PNG uploads.")
+    else:
+        table = markdown_table(
+            ["backend", "server processes", "requests", "concurrency", "errors", "good requests/s", "p50 ms (good)",
+             "p99 ms (good)", "accuracy of good answers", "hostile uploads answered", "server peak RSS MiB"],
+            [python_row(args, w, r) for w, r in results])
         mix = f", {args.hostile:.0%} hostile" if args.hostile else ""
-        command = f"python bench/load.py --backend {args.backend}" + (f" --hostile {args.hostile:g}" if args.hostile else "")
-        append_section(f"Serving: {args.requests} PNG uploads at concurrency {args.concurrency} ({args.backend}{mix})",
-                       command, table,
-                       f"Server: `mnistkit serve` on {HOST} serving `{run.name}`; client and server share the machine."
-                       + (f" First errors: {result['first_errors']}" if result["first_errors"] else ""))
+        title = f"Serving: {args.requests} PNG uploads at concurrency {args.concurrency} ({args.backend}{mix})"
+        command = (f"python bench/load.py --backend {args.backend}{option}"
+                   + (f" --hostile {args.hostile:g}" if args.hostile else ""))
+        errors = [e for _, r in results for e in r["first_errors"]][:3]
+        note = (f"Server: `mnistkit serve` on {HOST} serving `{run.name}`; client and server share the machine."
+                + (f" First errors: {errors}" if errors else ""))
+    print(table)
+    if not args.no_append:
+        append_section(title, command, table, note)
 
 
 if __name__ == "__main__":

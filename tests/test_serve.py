@@ -1,6 +1,7 @@
 import base64
 import contextlib
 import io
+import os
 import socket
 import threading
 import time
@@ -230,3 +231,14 @@ def test_serving_a_shipped_model_never_writes_into_the_package():
     with TestClient(create_app("mnist", backend="onnx")) as c:
         assert c.post("/api/predict", json={"pixels": np.eye(28).tolist()}).status_code == 200
     assert sorted(p.name for p in pretrained_dir("mnist").iterdir()) == before
+
+
+def test_serve_refuses_a_bad_worker_count_or_source_before_starting(tmp_path):
+    from mnistkit.errors import MnistkitError
+    from mnistkit.serve.app import SETTINGS_VARIABLE, serve
+
+    with pytest.raises(MnistkitError, match="workers must be at least 1, found 0"):
+        serve("mnist", workers=0)
+    with pytest.raises(MnistkitError, match="not a run directory"):
+        serve(str(tmp_path / "missing"), workers=2)
+    assert SETTINGS_VARIABLE not in os.environ

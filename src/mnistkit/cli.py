@@ -479,18 +479,22 @@ def serve(
     max_bytes: Annotated[int, typer.Option(help="Largest request body in bytes (413 above).")] = 2 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(help="Largest picture, width x height, read from its header before "
                                                  "decoding (413 above).")] = 40_000_000,
-    decode_workers: Annotated[int, typer.Option(help="Pictures decoded at once.")] = 2,
-    max_pending: Annotated[int, typer.Option(help="Requests in progress at once; more get 503 + Retry-After.")] = 256,
+    decode_workers: Annotated[int, typer.Option(help="Pictures decoded at once, in each process.")] = 2,
+    max_pending: Annotated[int, typer.Option(help="Requests in progress at once, in each process; more get 503 + "
+                                                  "Retry-After.")] = 256,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take (503 after).")] = 10.0,
+    workers: Annotated[int | None, typer.Option(help="Server processes, each with its own model and the limits "
+                                                     "above (default: 2, or 1 on a one-core machine).")] = None,
 ) -> None:
     """Serve a draw-a-digit page at / and a prediction API at /api/predict, with bounded memory and time."""
-    from mnistkit.serve.app import ServeLimits
+    from mnistkit.serve.app import ServeLimits, default_workers
     from mnistkit.serve.app import serve as run_server
 
     limits = ServeLimits(max_bytes=max_bytes, max_pixels=max_pixels, decode_workers=decode_workers,
                          max_pending=max_pending, timeout_seconds=timeout)
     console.print(f"open http://{host}:{port}/ to draw a digit; API: POST /api/predict, GET /api/model, GET /healthz")
-    run_server(str(run_dir) if run_dir else model_from, host=host, port=port, backend=backend, limits=limits)
+    run_server(str(run_dir) if run_dir else model_from, host=host, port=port, backend=backend, limits=limits,
+               workers=default_workers() if workers is None else workers)
 
 
 @app.command()

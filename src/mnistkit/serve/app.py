@@ -14,6 +14,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -295,12 +296,44 @@ def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: i
     return app
 
 
+# How `serve` hands its settings to worker processes, which uvicorn starts afresh and which build their own app.
+SETTINGS_VARIABLE = "MNISTKIT_SERVE_SETTINGS"
+
+
+def default_workers() -> int:
+    """Two server processes where there are two cores or more. One process runs its Python (request parsing, picture
+    decoding, the event loop) on one core at a time, whatever its threads: on 2 cores two processes served 2.5x the
+    requests of one at a lower p99 (BENCHMARKS.md, 2026-12-07)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(2, cores)
+
+
 def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
-          inference_threads: int = 1, limits: ServeLimits | None = None) -> None:
-    """Run the app with uvicorn. Micro-batches are small, so one inference thread is enough and leaves the
-    other cores to decoding uploads and the event loop (measured in bench/load.py)."""
+          inference_threads: int = 1, limits: ServeLimits | None = None, workers: int = 1) -> None:
+    """Run the app with uvicorn in ``workers`` processes, each with its own model, micro-batcher and `limits`.
+    Micro-batches are small, so one inference thread a process is enough and leaves the other cores to decoding
+    uploads and the event loop (measured in bench/load.py)."""
     import uvicorn
 
-    torch.set_num_threads(inference_threads)
+    limits = limits or ServeLimits()
+    if workers < 1:
+        raise MnistkitError(f"workers must be at least 1, found {workers}")
+    if backend not in BACKENDS:
+        raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
+    if workers == 1:
+        torch.set_num_threads(inference_threads)
+        uvicorn.run(create_app(source, backend=backend, limits=limits), host=host, port=port, log_level="info")
+        return
+    load_source(source)  # a bad name or run directory fails here, once, not in every worker as it starts
+    source = str(Path(source).resolve()) if Path(source).is_dir() else str(source)
+    os.environ[SETTINGS_VARIABLE] = json.dumps({"source": source, "backend": backend,
+                                                "inference_threads": inference_threads, "limits": asdict(limits)})
+    uvicorn.run("mnistkit.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                log_level="info")
 
-    uvicorn.run(create_app(source, backend=backend, limits=limits), host=host, port=port, log_level="info")
+
+def app_from_environment() -> FastAPI:
+    """The app of one of `serve`'s worker processes, from the settings the parent process left in the environment."""
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    torch.set_num_threads(settings["inference_threads"])
+    return create_app(settings["source"], backend=settings["backend"], limits=ServeLimits(**settings["limits"]))
