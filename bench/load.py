@@ -5,6 +5,8 @@
     python bench/load.py --hostile 0.1        # 10% of requests are decompression bombs and garbage
     python bench/load.py --client wrk         # throughput and latency with wrk (C), 15 s
     python bench/load.py --client wrk --workers 1,2   # one server process, then two, side by side in one table
+    python bench/load.py --client wrk --servers "--workers 2" "--workers 2 --inline-pixels 0" --rounds 3
+                                              # any serve options, each variant in turn, three interleaved rounds
 
 The server runs as its own process (`python -m mnistkit serve`, with `--workers` processes under it) on 127.0.0.1;
 the client sends PNG uploads of real MNIST test digits and checks every answer. Nothing leaves this machine. Peak
@@ -21,6 +23,7 @@ import argparse
 import asyncio
 import io
 import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -183,11 +186,11 @@ def peak_rss_mib(pid: int) -> float:
     return total / 1024 if total else float("nan")
 
 
-def start_server(run: Path, backend: str, workers: int | None) -> tuple[subprocess.Popen, str]:
-    """`mnistkit serve` on a free port, once it answers /healthz: the process and its base URL."""
+def start_server(run: Path, backend: str, options: str) -> tuple[subprocess.Popen, str]:
+    """`mnistkit serve` with extra ``options`` on a free port, once it answers /healthz: the process and its URL."""
     port = free_port()
     command = [sys.executable, "-m", "mnistkit", "serve", str(run), "--host", HOST, "--port", str(port),
-               "--backend", backend] + (["--workers", str(workers)] if workers else [])
+               "--backend", backend] + shlex.split(options)
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://{HOST}:{port}"
     for _ in range(600):
@@ -200,9 +203,9 @@ def start_server(run: Path, backend: str, workers: int | None) -> tuple[subproce
     raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
 
 
-def measure(args, run: Path, workers: int | None) -> dict:
-    """One server with ``workers`` processes (None: serve's default), warmed up, then loaded by the chosen client."""
-    server, base = start_server(run, args.backend, workers)
+def measure(args, run: Path, options: str) -> dict:
+    """One server started with ``options``, warmed up, then loaded by the chosen client."""
+    server, base = start_server(run, args.backend, options)
     try:
         bodies = payloads(500)
         asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
@@ -220,15 +223,15 @@ def measure(args, run: Path, workers: int | None) -> dict:
         server.wait(timeout=30)
 
 
-def wrk_row(args, workers: str, result: dict) -> list:
-    return [args.backend, workers, "wrk, 1 thread", f"{args.seconds:g}", result["requests"], args.concurrency,
+def wrk_row(args, options: str, result: dict) -> list:
+    return [args.backend, options, "wrk, 1 thread", f"{args.seconds:g}", result["requests"], args.concurrency,
             result["errors"], result["socket_errors"], f"{result['rps']:.0f}", f"{result['p50_ms']:.1f}",
             f"{result['p99_ms']:.1f}", f"{result['server_peak_rss_mib']:.0f}"]
 
 
-def python_row(args, workers: str, result: dict) -> list:
+def python_row(args, options: str, result: dict) -> list:
     hostile = ", ".join(f"{n} x HTTP {code}" for code, n in sorted(result["hostile"].items())) or "none"
-    return [args.backend, workers, result["requests"], args.concurrency, result["errors"], f"{result['rps']:.0f}",
+    return [args.backend, options, result["requests"], args.concurrency, result["errors"], f"{result['rps']:.0f}",
             f"{result['p50_ms']:.1f}", f"{result['p99_ms']:.1f}", f"{result['accuracy']:.4f}", hostile,
             f"{result['server_peak_rss_mib']:.0f}"]
 
@@ -240,7 +243,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     parser.add_argument("--workers", default="", help="server processes, or several comma-separated to measure each "
-                                                      "in turn (default: serve's own default)")
+                                                      "in turn (default: serve's own default); short for --servers")
+    parser.add_argument("--servers", nargs="+", default=None, metavar="OPTIONS",
+                        help="serve options of each variant to measure in turn, e.g. '--workers 1' '--workers 2'")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds over the variants, interleaved")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds before the client gives up")
     parser.add_argument("--hostile", type=float, default=0.0, help="share of hostile uploads (bombs, garbage), e.g. 0.1")
     parser.add_argument("--client", default="python", choices=["python", "wrk"])
@@ -248,12 +254,14 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     run = ensure_run(args.run)
-    counts = [int(w) for w in args.workers.split(",")] if args.workers else [None]
-    results = [(str(w) if w else "default", measure(args, run, w)) for w in counts]
-    option = f" --workers {args.workers}" if args.workers else ""
+    variants = args.servers or ([f"--workers {int(w)}" for w in args.workers.split(",")] if args.workers else [""])
+    # Interleaved rounds, so that a busy spell on the shared machine falls on every variant.
+    results = [(variant or "(defaults)", measure(args, run, variant)) for _ in range(args.rounds) for variant in variants]
+    option = (" --servers " + " ".join(shlex.quote(v) for v in args.servers) if args.servers
+              else f" --workers {args.workers}" if args.workers else "") + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
     if args.client == "wrk":
         table = markdown_table(
-            ["backend", "server processes", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors",
+            ["backend", "serve options", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors",
              "requests/s", "p50 ms", "p99 ms", "server peak RSS MiB"],
             [wrk_row(args, w, r) for w, r in results])
         title = f"Serving under wrk: PNG uploads at concurrency {args.concurrency} ({args.backend})"
@@ -262,7 +270,7 @@ def main() -> None:
                 "one thread) on the same 2 cores, cycling through 100 MNIST test digits as PNG uploads.")
     else:
         table = markdown_table(
-            ["backend", "server processes", "requests", "concurrency", "errors", "good requests/s", "p50 ms (good)",
+            ["backend", "serve options", "requests", "concurrency", "errors", "good requests/s", "p50 ms (good)",
              "p99 ms (good)", "accuracy of good answers", "hostile uploads answered", "server peak RSS MiB"],
             [python_row(args, w, r) for w, r in results])
         mix = f", {args.hostile:.0%} hostile" if args.hostile else ""
