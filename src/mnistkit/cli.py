@@ -487,14 +487,14 @@ def serve(
                                                      "above (default: 2, or 1 on a one-core machine).")] = None,
 ) -> None:
     """Serve a draw-a-digit page at / and a prediction API at /api/predict, with bounded memory and time."""
-    from mnistkit.serve.app import ServeLimits, default_workers
+    from mnistkit.serve.app import ServeLimits
     from mnistkit.serve.app import serve as run_server
 
     limits = ServeLimits(max_bytes=max_bytes, max_pixels=max_pixels, decode_workers=decode_workers,
                          max_pending=max_pending, timeout_seconds=timeout)
     console.print(f"open http://{host}:{port}/ to draw a digit; API: POST /api/predict, GET /api/model, GET /healthz")
     run_server(str(run_dir) if run_dir else model_from, host=host, port=port, backend=backend, limits=limits,
-               workers=default_workers() if workers is None else workers)
+               workers=workers)
 
 
 @app.command()

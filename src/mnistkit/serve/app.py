@@ -302,20 +302,21 @@ SETTINGS_VARIABLE = "MNISTKIT_SERVE_SETTINGS"
 
 def default_workers() -> int:
     """Two server processes where there are two cores or more. One process runs its Python (request parsing, picture
-    decoding, the event loop) on one core at a time, whatever its threads: on 2 cores two processes served 2.5x the
+    decoding, the event loop) on one core at a time, whatever its threads: on 2 cores two processes served 1.1-2.3x the
     requests of one at a lower p99 (BENCHMARKS.md, 2026-12-07)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(2, cores)
 
 
 def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
-          inference_threads: int = 1, limits: ServeLimits | None = None, workers: int = 1) -> None:
-    """Run the app with uvicorn in ``workers`` processes, each with its own model, micro-batcher and `limits`.
-    Micro-batches are small, so one inference thread a process is enough and leaves the other cores to decoding
-    uploads and the event loop (measured in bench/load.py)."""
+          inference_threads: int = 1, limits: ServeLimits | None = None, workers: int | None = None) -> None:
+    """Run the app with uvicorn in ``workers`` processes (None: `default_workers`), each with its own model,
+    micro-batcher and `limits`. Micro-batches are small, so one inference thread a process is enough and leaves the
+    other cores to decoding uploads and the event loop (measured in bench/load.py)."""
     import uvicorn
 
     limits = limits or ServeLimits()
+    workers = default_workers() if workers is None else workers
     if workers < 1:
         raise MnistkitError(f"workers must be at least 1, found {workers}")
     if backend not in BACKENDS:
