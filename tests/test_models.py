@@ -126,3 +126,17 @@ def test_normalisation_lives_in_the_model():
     model = create_model("lenet", mean=0.5, std=0.25)
     assert float(model.mean) == 0.5 and float(model.std) == 0.25
     assert set(model.state_dict()) >= {"mean", "std"}
+
+
+def test_stage_dropout_follows_each_stage_and_is_off_at_inference():
+    torch.manual_seed(0)
+    plain = create_model("mknet-l")
+    dropped = create_model("mknet-l", stage_dropout=0.5)
+    assert len(plain.state_dict()) == len(dropped.state_dict())  # no weights of its own
+    dropped.load_state_dict(dict(zip(dropped.state_dict(), plain.state_dict().values())))
+    net = dropped.net
+    after_stages = [net[i - 1] for i, m in enumerate(net) if isinstance(m, nn.Dropout) and m.p == 0.5]
+    assert len(after_stages) == 3 and all(isinstance(m, nn.ReLU) for m in after_stages)
+    x = torch.randn(8, 1, 28, 28)
+    assert torch.equal(dropped.eval()(x), plain.eval()(x))
+    assert not torch.allclose(dropped.train()(x), plain.train()(x))

@@ -72,12 +72,13 @@ class Residual(nn.Sequential):
 
 def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_convs: int | Sequence[int] = 0,
           dropout: float = 0.0, stem: str = "pool", full_res_convs: int = 0,
-          residual: bool = False, deskew: bool = False) -> nn.Sequential:
+          residual: bool = False, deskew: bool = False, stage_dropout: float = 0.0) -> nn.Sequential:
     """Three stages that halve the resolution (28 -> 14 -> 7 -> 3), optional extra 3x3 convs after each
     (one count for all stages, or one per stage), a linear head. The first stage is conv + max-pool
     (``stem="pool"``) or a strided conv (``"stride"``); ``full_res_convs`` runs that many conv + BN + ReLU
     layers at full resolution before the first pool, for data whose detail a single conv misses; ``residual``
-    wraps each stage's extra convs in a skip connection; ``deskew`` puts a `Deskew` layer first."""
+    wraps each stage's extra convs in a skip connection; ``deskew`` puts a `Deskew` layer first; ``stage_dropout``
+    adds a dropout layer after each stage (0.2 under `best` tied on validation over three seeds, BENCHMARKS.md)."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {STEMS}, found '{stem}'")
     extras = [extra_convs] * len(widths) if isinstance(extra_convs, int) else list(extra_convs)
@@ -94,6 +95,8 @@ def mknet(num_classes: int = 10, widths: tuple[int, ...] = (8, 24, 48), extra_co
         layers += strided_stem(w) if (i == 0 and stem == "stride") else conv_pool_bn(cin, w)
         extra_layers = [layer for _ in range(extra) for layer in conv_bn(w, w)]
         layers += [Residual(*extra_layers)] if (residual and extra_layers) else extra_layers
+        if stage_dropout:
+            layers.append(nn.Dropout(stage_dropout))
         cin = w
     layers += [nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * 3 * 3, num_classes)]
     return nn.Sequential(*layers)
