@@ -111,6 +111,11 @@ def choose_predictor(run, backend: str):
     return best, candidates[best], timings
 
 
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
+
+
 def decode_base64_image(text: str) -> bytes:
     if text.startswith("data:"):
         text = text.split(",", 1)[-1]
@@ -202,8 +207,7 @@ def create_app(source: str | Path = "mnist", backend: str = "auto", max_batch: i
     """The web app for a run directory or a pretrained model's name. ``backend='onnx'`` serves the run's
     model.onnx (exported if missing); "auto" times both at start-up and keeps the faster."""
     limits = limits or ServeLimits()
-    if backend not in BACKENDS:
-        raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
+    check_backend(backend)
     run = load_source(source)
     backend, predict, timings = choose_predictor(run, backend)
     info = {"model": run.config.model, "dataset": run.config.dataset, "classes": list(run.classes),
@@ -319,8 +323,7 @@ def serve(source: str | Path = "mnist", host: str = "127.0.0.1", port: int = 800
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise MnistkitError(f"workers must be at least 1, found {workers}")
-    if backend not in BACKENDS:
-        raise MnistkitError(f"backend must be one of {BACKENDS}, found '{backend}'")
+    check_backend(backend)
     if workers == 1:
         torch.set_num_threads(inference_threads)
         uvicorn.run(create_app(source, backend=backend, limits=limits), host=host, port=port, log_level="info")
