@@ -427,6 +427,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         # that resuming from a checkpoint needs no per-process state.
         augment_generator = generator if not ranks.distributed else torch.Generator(device=device).manual_seed(
             cfg.seed * 1_000_003 + epoch * ranks.world + ranks.rank)
+        augmenting = epoch <= epochs - cfg.clean_epochs  # the last `clean_epochs` train on the images as they are
         # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
         step_loss = torch.zeros(steps_per_epoch, device=device)
         step_correct = torch.zeros(steps_per_epoch, device=device)
@@ -445,7 +446,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
             idx = order[start : start + local_batch]
             images = as_image_batch(train_x[idx])
             flips = alternate_flips(parity[idx], epoch) if parity is not None else None
-            if epoch <= epochs - cfg.clean_epochs:
+            if augmenting:
                 images = augment_batch(images, cfg.augment, augment_generator, flips)
             images = images.contiguous(memory_format=memory_format)
             labels = train_y[idx]
