@@ -203,11 +203,10 @@ def start_server(run: Path, backend: str, options: str) -> tuple[subprocess.Pope
     raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
 
 
-def measure(args, run: Path, options: str) -> dict:
-    """One server started with ``options``, warmed up, then loaded by the chosen client."""
+def measure(args, run: Path, options: str, bodies: list[tuple[bytes, str | None]]) -> dict:
+    """One server started with ``options``, warmed up, then loaded by the chosen client with ``bodies``."""
     server, base = start_server(run, args.backend, options)
     try:
-        bodies = payloads(500)
         asyncio.run(load(base + "/api/predict", bodies, 64, 8, time.perf_counter() + 60))  # warm-up
         if args.client == "wrk":
             result = wrk_load(base + "/api/predict", bodies, args.concurrency, args.seconds)
@@ -254,11 +253,18 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     run = ensure_run(args.run)
-    variants = args.servers or ([f"--workers {int(w)}" for w in args.workers.split(",")] if args.workers else [""])
+    if args.servers:
+        variants, option = args.servers, " --servers " + " ".join(shlex.quote(v) for v in args.servers)
+    elif args.workers:
+        variants, option = [f"--workers {int(w)}" for w in args.workers.split(",")], f" --workers {args.workers}"
+    else:
+        variants, option = [""], ""
+    if args.rounds > 1:
+        option += f" --rounds {args.rounds}"
+    bodies = payloads(500)
     # Interleaved rounds, so that a busy spell on the shared machine falls on every variant.
-    results = [(variant or "(defaults)", measure(args, run, variant)) for _ in range(args.rounds) for variant in variants]
-    option = (" --servers " + " ".join(shlex.quote(v) for v in args.servers) if args.servers
-              else f" --workers {args.workers}" if args.workers else "") + (f" --rounds {args.rounds}" if args.rounds > 1 else "")
+    results = [(variant or "(defaults)", measure(args, run, variant, bodies))
+               for _ in range(args.rounds) for variant in variants]
     if args.client == "wrk":
         table = markdown_table(
             ["backend", "serve options", "client", "seconds", "requests", "concurrency", "non-2xx", "socket errors",
