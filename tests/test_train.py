@@ -18,6 +18,7 @@ from mnistkit.models import Classifier
 from mnistkit.train import (
     EMA,
     autocast_dtype,
+    config_of_run,
     focus_plan,
     focused_order,
     learning_rate,
@@ -25,6 +26,8 @@ from mnistkit.train import (
     passes_after_training,
     schedule_progress,
     sharpness_aware_gradients,
+    start_loop,
+    train_epoch,
     training_seconds_left,
     validate,
 )
@@ -61,6 +64,22 @@ def test_same_seed_same_result(small_mnist_dir, tmp_path):
     wc, _ = runs.load_tensors(tmp_path / "c" / "model.safetensors")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_an_epoch_takes_its_planned_steps_and_one_with_its_budget_spent_takes_none(small_mnist_dir, tmp_path):
+    cfg = config_of_run(small_config(small_mnist_dir, tmp_path / "run", focus_fraction=0.5), None)
+    loop = start_loop(cfg, adapt=True)
+    state = {"step": 0, "train_seconds": 0.0}
+    last_loss = torch.zeros(len(loop.train_x))
+    steps = train_epoch(loop, state, 1, budget=0.0, last_loss=last_loss)
+    assert steps.done == steps.planned == len(loop.train_x) // cfg.batch_size == state["step"]
+    assert steps.loss.shape == (steps.done,) and torch.isfinite(steps.loss).all()
+    assert 0 < steps.accuracy.min() and steps.accuracy.max() <= 1
+    assert (last_loss > 0).sum() == steps.done * cfg.batch_size  # each trained image's loss is kept for focusing
+    weights = copy.deepcopy(loop.model.state_dict())
+    spent = train_epoch(loop, state, 2, budget=state["train_seconds"], last_loss=last_loss)
+    assert spent.done == 0 and spent.planned == loop.focus_size // cfg.batch_size and state["step"] == steps.done
+    assert all(torch.equal(value, loop.model.state_dict()[key]) for key, value in weights.items())
 
 
 @pytest.mark.parametrize("focus_fraction", [1.0, 0.5])

@@ -349,34 +349,62 @@ def score_test_split(model: nn.Module, splits: Splits, cfg: TrainConfig, ranks: 
     return *accuracy_and_loss(logits, splits.test_labels), logits
 
 
-def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
-          on_epoch: Callable[[dict], None] | None = None, score_test: bool = True) -> Run:
-    """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
-    saved in that directory (its config.json is used and ``cfg`` is ignored).
+@dataclasses.dataclass
+class Loop:
+    """What every epoch of a run works with, built once by `start_loop`: the config as adapted to the data and the
+    device, the processes, the data on the device, the network and its optimizer."""
 
-    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
-    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
-    cfg = config_of_run(cfg, resume)
-    run_dir = Path(cfg.out)
-    wall_start = time.perf_counter()
+    cfg: TrainConfig
+    ranks: distributed.Ranks
+    device: torch.device
+    splits: Splits
+    train_x: torch.Tensor  # the training images and labels, on the device
+    train_y: torch.Tensor
+    model: Classifier
+    step_fn: nn.Module  # what a training step calls: the model, wrapped for data parallelism or compiled
+    optimizer: torch.optim.Optimizer
+    ema: EMA | None
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+    generator: torch.Generator  # the epochs' order (and, in one process, the augmentation): checkpointed
+    parity: torch.Tensor | None  # each image's side for alternating flips
+    local_batch: int  # this process's share of a batch
+    epochs: int  # as focus_plan sets them
+    focus_size: int  # images in each epoch after the first
+    total_steps: int
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def ema_model(self) -> Classifier | None:
+        return self.ema.model if self.ema is not None else None
+
+    @property
+    def eval_model(self) -> Classifier:
+        """The model that is validated and saved: the weights' moving average where there is one."""
+        return self.ema.model if self.ema is not None else self.model
+
+
+def start_loop(cfg: TrainConfig, adapt: bool) -> Loop:
+    """Start the processes, load the data onto the device and build the network, its optimizer and EMA. ``adapt``
+    lets the network follow the device's precision (a resumed run keeps the one its checkpoint holds)."""
     ranks, device = distributed.start(resolve_device(cfg.device))
     if not ranks.main:
         cfg = dataclasses.replace(cfg, progress=False)
-    local_batch = distributed.local_batch(cfg.batch_size, ranks)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)  # the epoch's order: the same in every process
 
     cfg, splits = runs.prepare_data(cfg)
     amp_dtype = autocast_dtype(cfg, device)
-    if resume is None:  # a resumed run keeps the network its checkpoint holds, wherever it resumes
+    if adapt:
         cfg = adapt_to_precision(cfg, bf16=amp_dtype is not None)
     if cfg.progress and cfg.recipe_note:
         print(f"recipe: {cfg.recipe_note}")
     train_x = splits.train_images.to(device)
-    train_y = splits.train_labels.to(device)
-    model = build_model(cfg, splits).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = build_model(cfg, splits).to(device).to(memory_format=memory_format)
     optimizer = make_optimizer(cfg, model)
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
     # DDP averages gradients; batch-norm statistics are averaged once an epoch instead (average_buffers).
@@ -389,100 +417,134 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     if full_steps == 0:
         raise MnistkitError(f"batch_size {cfg.batch_size} exceeds the {len(train_x)} training images")
     epochs, focus_size = focus_plan(len(train_x), cfg.batch_size, cfg.epochs, cfg.focus_fraction)
-    total_steps = full_steps + (epochs - 1) * (focus_size // cfg.batch_size)
+    return Loop(cfg=cfg, ranks=ranks, device=device, splits=splits, train_x=train_x,
+                train_y=splits.train_labels.to(device), model=model, step_fn=step_fn, optimizer=optimizer, ema=ema,
+                amp_dtype=amp_dtype, memory_format=memory_format, generator=generator,
+                parity=flip_parity(cfg.augment, len(train_x), cfg.seed, device),
+                local_batch=distributed.local_batch(cfg.batch_size, ranks), epochs=epochs, focus_size=focus_size,
+                total_steps=full_steps + (epochs - 1) * (focus_size // cfg.batch_size))
+
+
+@dataclasses.dataclass
+class EpochSteps:
+    """What an epoch's optimizer steps did: how many ran, and each one's loss and accuracy (all processes')."""
+
+    done: int
+    planned: int  # the steps of a whole epoch: more than ``done`` where a time budget ended it
+    loss: torch.Tensor  # (done,) on the CPU
+    accuracy: torch.Tensor
+
+
+def train_epoch(loop: Loop, state: dict, epoch: int, budget: float, last_loss: torch.Tensor | None) -> EpochSteps:
+    """One epoch of optimizer steps, the hot loop: shuffle, slice a batch, augment it whole, step, average the
+    weights. Stops early where ``budget`` seconds of training are spent. Advances ``state``'s step count and
+    training seconds, and, where epochs focus on the hard images, each trained image's ``last_loss``."""
+    cfg, ranks, device, batch = loop.cfg, loop.ranks, loop.device, loop.local_batch
+    epoch_start = time.perf_counter()
+    first_step = state["step"]
+    loop.model.train()
+    if last_loss is None or epoch == 1:
+        order = torch.randperm(len(loop.train_x), device=device, generator=loop.generator)
+    else:
+        order = focused_order(last_loss, loop.focus_size, loop.generator)
+    steps_per_epoch = len(order) // cfg.batch_size
+    epoch_loss = torch.zeros_like(last_loss) if last_loss is not None else None
+    # With several processes, each augments its own images: a generator of its own, seeded per epoch so
+    # that resuming from a checkpoint needs no per-process state.
+    augment_generator = loop.generator if not ranks.distributed else torch.Generator(device=device).manual_seed(
+        cfg.seed * 1_000_003 + epoch * ranks.world + ranks.rank)
+    augmenting = epoch <= loop.epochs - cfg.clean_epochs  # the last `clean_epochs` train on the images as they are
+    # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
+    step_loss = torch.zeros(steps_per_epoch, device=device)
+    step_correct = torch.zeros(steps_per_epoch, device=device)
+    bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{loop.epochs}", leave=False,
+               disable=not cfg.progress, mininterval=0.5, unit="batch")
+    for i in bar:
+        elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
+        if budget:  # every process stops on rank 0's clock
+            elapsed = distributed.clock_of_rank0(elapsed, ranks, device)
+        if budget and elapsed >= budget:
+            break
+        progress = schedule_progress(state["step"], loop.total_steps, elapsed, budget)
+        for group in loop.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, progress, epoch)
+        start = i * cfg.batch_size + ranks.rank * batch  # this process's share of the global batch
+        idx = order[start : start + batch]
+        images = as_image_batch(loop.train_x[idx])
+        flips = alternate_flips(loop.parity[idx], epoch) if loop.parity is not None else None
+        if augmenting:
+            images = augment_batch(images, cfg.augment, augment_generator, flips)
+        images = images.contiguous(memory_format=loop.memory_format)
+        labels = loop.train_y[idx]
+        loss, logits, per_image = train_step(loop.step_fn, loop.optimizer, images, labels, cfg, loop.amp_dtype,
+                                             per_image=epoch_loss is not None)
+        if epoch_loss is not None:
+            epoch_loss[idx] = per_image
+        if loop.ema is not None:
+            loop.ema.update(loop.model, state["step"])
+        state["step"] += 1
+        step_loss[i] = loss.detach()
+        step_correct[i] = (logits.argmax(1) == labels).sum()
+        if i % 50 == 49 or i == steps_per_epoch - 1:
+            bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
+                            acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * batch):.4f}")
+    state["train_seconds"] += time.perf_counter() - epoch_start
+    state["train_seconds"] = distributed.clock_of_rank0(state["train_seconds"], ranks, device)
+    done = state["step"] - first_step
+    if done == 0:
+        return EpochSteps(0, steps_per_epoch, torch.empty(0), torch.empty(0))
+    if ranks.distributed:
+        distributed.average_buffers(loop.model, ranks)
+        if loop.ema is not None:
+            loop.ema.copy_buffers(loop.model)
+    if last_loss is not None:  # each image of the epoch was trained on by one process, the others hold 0
+        trained = order[: done * cfg.batch_size]
+        last_loss[trained] = distributed.sum_all(epoch_loss, ranks)[trained]
+    return EpochSteps(done, steps_per_epoch, loss=distributed.sum_all(step_loss[:done], ranks).cpu() / ranks.world,
+                      accuracy=distributed.sum_all(step_correct[:done], ranks).cpu() / cfg.batch_size)
+
+
+def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
+          on_epoch: Callable[[dict], None] | None = None, score_test: bool = True) -> Run:
+    """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
+    saved in that directory (its config.json is used and ``cfg`` is ignored).
+
+    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
+    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
+    wall_start = time.perf_counter()
+    loop = start_loop(config_of_run(cfg, resume), adapt=resume is None)
+    cfg, ranks, splits, run_dir, eval_model = loop.cfg, loop.ranks, loop.splits, loop.run_dir, loop.eval_model
     # Each training image's loss at its last step, where epochs focus on the hard ones. The few the first epoch leaves
     # out (a last partial batch) start at 0: the random half of later epochs reaches them.
-    last_loss = torch.zeros(len(train_x), device=device) if focus_size < len(train_x) else None
+    last_loss = torch.zeros(len(loop.train_x), device=loop.device) if loop.focus_size < len(loop.train_x) else None
     budget = cfg.budget_seconds  # if set, training stops when it is spent (see schedule_progress for the lr)
     state = {"epoch": 0, "step": 0, "best_val_accuracy": -1.0, "best_epoch": 0, "train_seconds": 0.0}
-    ema_model = ema.model if ema is not None else None
     best_state = None  # the best-validation weights, kept by every process
     if resume is not None:  # every process reads the checkpoint that the main one wrote
-        state = runs.restore_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator,
-                                        cfg.model, extra=loop_tensors(last_loss))
+        state = runs.restore_checkpoint(run_dir / runs.CHECKPOINT_FILE, loop.model, loop.optimizer, loop.ema_model,
+                                        loop.generator, cfg.model, extra=loop_tensors(last_loss))
         best_state = runs.load_tensors(run_dir / runs.WEIGHTS_FILE)[0]
         if ranks.main:
             runs.truncate_logs(run_dir, state["epoch"], state["step"])
         if cfg.progress:
-            print(f"Resuming {run_dir} after epoch {state['epoch']} of {epochs}")
+            print(f"Resuming {run_dir} after epoch {state['epoch']} of {loop.epochs}")
     elif ranks.main:
         runs.start_logs(run_dir, cfg)
-    eval_model = ema_model if ema_model is not None else model
 
-    parity = flip_parity(cfg.augment, len(train_x), cfg.seed, device)
     fp32_per_image = None  # a deadline's price of scoring, where the per-epoch validation cannot give it
-    for epoch in range(state["epoch"] + 1, epochs + 1):
+    for epoch in range(state["epoch"] + 1, loop.epochs + 1):
         if budget and state["train_seconds"] >= budget:
             break
         epoch_start = time.perf_counter()
-        first_step = state["step"]
-        model.train()
-        if last_loss is None or epoch == 1:
-            order = torch.randperm(len(train_x), device=device, generator=generator)
-        else:
-            order = focused_order(last_loss, focus_size, generator)
-        steps_per_epoch = len(order) // cfg.batch_size
-        epoch_loss = torch.zeros_like(last_loss) if last_loss is not None else None
-        # With several processes, each augments its own images: a generator of its own, seeded per epoch so
-        # that resuming from a checkpoint needs no per-process state.
-        augment_generator = generator if not ranks.distributed else torch.Generator(device=device).manual_seed(
-            cfg.seed * 1_000_003 + epoch * ranks.world + ranks.rank)
-        augmenting = epoch <= epochs - cfg.clean_epochs  # the last `clean_epochs` train on the images as they are
-        # Per-step results stay on the device until the epoch ends: no host sync in the hot loop.
-        step_loss = torch.zeros(steps_per_epoch, device=device)
-        step_correct = torch.zeros(steps_per_epoch, device=device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=not cfg.progress, mininterval=0.5, unit="batch")
-        for i in bar:
-            elapsed = state["train_seconds"] + time.perf_counter() - epoch_start
-            if budget:  # every process stops on rank 0's clock
-                elapsed = distributed.clock_of_rank0(elapsed, ranks, device)
-            if budget and elapsed >= budget:
-                break
-            progress = schedule_progress(state["step"], total_steps, elapsed, budget)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, progress, epoch)
-            start = i * cfg.batch_size + ranks.rank * local_batch  # this process's share of the global batch
-            idx = order[start : start + local_batch]
-            images = as_image_batch(train_x[idx])
-            flips = alternate_flips(parity[idx], epoch) if parity is not None else None
-            if augmenting:
-                images = augment_batch(images, cfg.augment, augment_generator, flips)
-            images = images.contiguous(memory_format=memory_format)
-            labels = train_y[idx]
-            loss, logits, per_image = train_step(step_fn, optimizer, images, labels, cfg, amp_dtype,
-                                                 per_image=epoch_loss is not None)
-            if epoch_loss is not None:
-                epoch_loss[idx] = per_image
-            if ema is not None:
-                ema.update(model, state["step"])
-            state["step"] += 1
-            step_loss[i] = loss.detach()
-            step_correct[i] = (logits.argmax(1) == labels).sum()
-            if i % 50 == 49 or i == steps_per_epoch - 1:
-                bar.set_postfix(loss=f"{step_loss[: i + 1].mean().item():.4f}",
-                                acc=f"{step_correct[: i + 1].sum().item() / ((i + 1) * local_batch):.4f}")
-        state["train_seconds"] += time.perf_counter() - epoch_start
-        state["train_seconds"] = distributed.clock_of_rank0(state["train_seconds"], ranks, device)
-        steps_done = state["step"] - first_step
-        if steps_done == 0:
+        steps = train_epoch(loop, state, epoch, budget, last_loss)
+        if steps.done == 0:
             break
-        if ranks.distributed:
-            distributed.average_buffers(model, ranks)
-            if ema is not None:
-                ema.copy_buffers(model)
-        if last_loss is not None:  # each image of the epoch was trained on by one process, the others hold 0
-            trained = order[: steps_done * cfg.batch_size]
-            last_loss[trained] = distributed.sum_all(epoch_loss, ranks)[trained]
-        step_loss = distributed.sum_all(step_loss[:steps_done], ranks).cpu() / ranks.world
-        step_accuracy = distributed.sum_all(step_correct[:steps_done], ranks).cpu() / cfg.batch_size
-
         epoch_train = time.perf_counter() - epoch_start
         # In the training dtype: bf16 halves the time of this pass, which a time budget does not count.
-        val_acc, val_loss = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks, amp_dtype)
+        val_acc, val_loss = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks, loop.amp_dtype)
         val_seconds = time.perf_counter() - epoch_start - epoch_train
-        row = {"epoch": epoch, "step": state["step"], "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": step_loss.mean().item(), "train_accuracy": step_accuracy.mean().item(),
+        row = {"epoch": epoch, "step": state["step"], "lr": loop.optimizer.param_groups[0]["lr"],
+               "train_loss": steps.loss.mean().item(), "train_accuracy": steps.accuracy.mean().item(),
                "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
         if cfg.test_every_epoch and score_test:
             row["test_accuracy"], row["test_loss"] = validate(eval_model, splits.test_images, splits.test_labels,
@@ -495,31 +557,37 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         state["epoch"] = epoch
         if ranks.main:
             runs.append_history(run_dir, row)
-            runs.append_steps(run_dir, first_step, step_loss, step_accuracy)
-            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, ema_model, generator, state,
-                                 extra=loop_tensors(last_loss))
+            runs.append_steps(run_dir, state["step"] - steps.done, steps.loss, steps.accuracy)
+            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, loop.model, loop.optimizer, loop.ema_model,
+                                 loop.generator, state, extra=loop_tensors(last_loss))
         if cfg.progress:
             test = f"  test acc {row['test_accuracy']:.4f}" if "test_accuracy" in row else ""
-            tqdm.write(f"epoch {epoch:3d}/{epochs}  train loss {row['train_loss']:.4f} acc "
+            tqdm.write(f"epoch {epoch:3d}/{loop.epochs}  train loss {row['train_loss']:.4f} acc "
                        f"{row['train_accuracy']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}{test}  "
                        f"[{state['train_seconds']:.1f}s]")
         if on_epoch is not None:
             on_epoch(row)
-        if cfg.deadline_seconds and steps_done == steps_per_epoch:  # cut short, an epoch has spent the budget
+        if cfg.deadline_seconds and steps.done == steps.planned:  # cut short, an epoch has spent the budget
             epoch_wall = time.perf_counter() - epoch_start
-            if fp32_per_image is None and (amp_dtype is not None or not len(splits.val_images)):
+            if fp32_per_image is None and (loop.amp_dtype is not None or not len(splits.val_images)):
                 sample = splits.val_images if len(splits.val_images) else splits.train_images
                 fp32_per_image = fp32_seconds_per_image(eval_model, sample[:1024], cfg)  # once: scoring is fp32
             per_image = fp32_per_image or val_seconds / len(splits.val_images)
-            budget = budget_for_deadline(cfg, splits, state, amp_dtype is not None, time.perf_counter() - wall_start,
-                                         epoch_train=epoch_train, epoch_wall=epoch_wall, per_image=per_image)
-            budget = distributed.clock_of_rank0(budget, ranks, device)  # every process stops at the same step
+            budget = budget_for_deadline(cfg, splits, state, loop.amp_dtype is not None,
+                                         time.perf_counter() - wall_start, epoch_train=epoch_train,
+                                         epoch_wall=epoch_wall, per_image=per_image)
+            budget = distributed.clock_of_rank0(budget, ranks, loop.device)  # every process stops at the same step
+    return finish_run(loop, state, best_state, budget, wall_start, score_test)
 
-    if budget and state["epoch"] < epochs and cfg.progress:
-        print(why_training_stopped(cfg, budget, state, epochs))
-    # Report on the best-validation weights; the test split is scored here and only here.
+
+def finish_run(loop: Loop, state: dict, best_state: dict, budget: float, wall_start: float, score_test: bool) -> Run:
+    """After the last epoch: take the best-validation weights, choose TTA and the abstention threshold on
+    validation, save the model, score the test split (here and only here) and write metrics.json."""
+    cfg, ranks, splits, run_dir, eval_model = loop.cfg, loop.ranks, loop.splits, loop.run_dir, loop.eval_model
+    if budget and state["epoch"] < loop.epochs and cfg.progress:
+        print(why_training_stopped(cfg, budget, state, loop.epochs))
     eval_model.load_state_dict(best_state)
-    if amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
+    if loop.amp_dtype is not None and len(splits.val_images):  # report the saved fp32 model's own accuracy
         state["best_val_accuracy"] = validate(eval_model, splits.val_images, splits.val_labels, cfg, ranks)[0]
     tta, val_logits = choose_tta(eval_model, splits, cfg)
     abstention = calibrate_abstention(eval_model, val_logits, cfg)  # after TTA: the threshold is for the final model
@@ -532,11 +600,11 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         "wall_seconds": round(time.perf_counter() - wall_start, 3),
         "val_accuracy": state["best_val_accuracy"], "test_accuracy": test_acc, "test_loss": test_loss,
         "parameters": count_parameters(eval_model), "macs_per_image": count_macs(eval_model),
-        "device": str(device), "seed": cfg.seed, "torch": torch.__version__,
-        "train_dtype": str(amp_dtype or torch.float32).removeprefix("torch."),
-        "train_images": len(train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
+        "device": str(loop.device), "seed": cfg.seed, "torch": torch.__version__,
+        "train_dtype": str(loop.amp_dtype or torch.float32).removeprefix("torch."),
+        "train_images": len(loop.train_x), "val_images": len(splits.val_images), "test_images": len(splits.test_images),
         "classes": list(splits.classes), "world_size": ranks.world, "global_batch": cfg.batch_size,
-        "batch_per_process": local_batch, **tta, **abstention,
+        "batch_per_process": loop.local_batch, **tta, **abstention,
     }
     if cfg.deadline_seconds:
         metrics["train_budget_seconds"] = round(budget, 3)  # the training the deadline left, as last estimated
