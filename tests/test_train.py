@@ -82,6 +82,17 @@ def test_an_epoch_takes_its_planned_steps_and_one_with_its_budget_spent_takes_no
     assert all(torch.equal(value, loop.model.state_dict()[key]) for key, value in weights.items())
 
 
+def test_of_epochs_tied_at_the_best_validation_accuracy_the_last_is_kept(small_mnist_dir, tmp_path):
+    run = mnistkit.train(small_config(small_mnist_dir, tmp_path / "run", val_size=20, epochs=4))
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    best = max(row["val_accuracy"] for row in history)
+    tied = [row["epoch"] for row in history if row["val_accuracy"] == best]
+    assert len(tied) >= 2  # 20 validation images: the run ties, or this test would check nothing
+    assert run.metrics["best_epoch"] == tied[-1]
+    saved, _ = runs.load_tensors(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in run.model.state_dict().items() if k in saved)
+
+
 @pytest.mark.parametrize("focus_fraction", [1.0, 0.5])
 def test_resume_after_interruption_gives_identical_weights(small_mnist_dir, tmp_path, monkeypatch, focus_fraction):
     # Alternating flips too: their per-image pattern must come back the same after a resume; and with focused
