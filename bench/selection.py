@@ -50,10 +50,15 @@ def build() -> dict[str, Path]:
     return sets
 
 
+def tied_at_best(history: list[dict]) -> list[dict]:
+    """The metrics.jsonl rows of the epochs at the run's best validation accuracy."""
+    best = max(row["val_accuracy"] for row in history)
+    return [row for row in history if row["val_accuracy"] == best]
+
+
 def chosen_epochs(history: list[dict]) -> dict[str, int]:
     """The epoch each rule keeps, from a run's metrics.jsonl rows."""
-    best = max(row["val_accuracy"] for row in history)
-    ties = [row for row in history if row["val_accuracy"] == best]
+    ties = tied_at_best(history)
     return {"first tie (today)": ties[0]["epoch"], "last tie": ties[-1]["epoch"],
             "lowest val loss among ties": min(ties, key=lambda row: row["val_loss"])["epoch"],
             "final epoch": history[-1]["epoch"]}
@@ -75,12 +80,11 @@ def main() -> None:
             history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
             held_out = {row["epoch"]: row["test_accuracy"] for row in history}
             epochs = chosen_epochs(history)
-            ties = sum(row["val_accuracy"] == max(r["val_accuracy"] for r in history) for row in history)
             base = held_out[epochs["first tie (today)"]]
             for rule, epoch in epochs.items():
                 gains.setdefault(rule, []).append(100 * (held_out[epoch] - base))
             val_images = json.loads((out / "metrics.json").read_text())["val_images"]
-            rows.append([title, seed, val_images, len(history), ties,
+            rows.append([title, seed, val_images, len(history), len(tied_at_best(history)),
                          *[f"{epoch}: {held_out[epoch]:.4f}" for epoch in epochs.values()]])
             print(rows[-1], flush=True)
     rows.append(["mean change vs first tie (points)", "", "", "", "",
