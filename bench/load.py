@@ -5,7 +5,7 @@
     python bench/load.py --hostile 0.1        # 10% of requests are decompression bombs and garbage
     python bench/load.py --client wrk         # throughput and latency with wrk (C), 15 s
     python bench/load.py --client wrk --workers 1,2   # one server process, then two, side by side in one table
-    python bench/load.py --client wrk --servers "--workers 2" "--workers 2 --inline-pixels 0" --rounds 3
+    python bench/load.py --client wrk --servers "--workers 2" "--workers 2 --decode-workers 4" --rounds 3
                                               # any serve options, each variant in turn, three interleaved rounds
 
 The server runs as its own process (`python -m mnistkit serve`, with `--workers` processes under it) on 127.0.0.1;
