@@ -38,14 +38,15 @@ def balanced(labels: np.ndarray, per_class: int, skip: int = 0) -> np.ndarray:
 
 
 def idx_subset(directory: Path, images: np.ndarray, labels: np.ndarray, per_class: int, test_images: np.ndarray,
-               test_labels: np.ndarray) -> Path:
-    """DIRECTORY holding the first ``per_class`` images of each class in the four IDX files (written once)."""
+               test_labels: np.ndarray, skip: int = 0) -> Path:
+    """DIRECTORY holding ``per_class`` images of each class, from each class's ``skip``-th on, in the four IDX files
+    (written once)."""
     from mnistkit.data.datasets import IDX_FILES
     from mnistkit.data.idx import write_idx
 
     if not directory.exists():
         directory.mkdir(parents=True)
-        pick = balanced(labels, per_class)
+        pick = balanced(labels, per_class, skip)
         for key, array in (("train_images", images[pick]), ("train_labels", labels[pick]),
                            ("test_images", test_images), ("test_labels", test_labels)):
             write_idx(directory / (IDX_FILES[key] + ".gz"), array)
