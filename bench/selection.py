@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_section, markdown_table  # noqa: E402
+from common import ROOT, append_section, markdown_table, standard_error  # noqa: E402
 from generic import DEV, idx_subset, train  # noqa: E402
 
 WORK = ROOT / "runs" / "selection"
@@ -66,8 +65,7 @@ def within_one_standard_error(history: list[dict], val_images: int) -> int:
     best, kept = -1.0, history[0]["epoch"]
     for row in history:
         best = max(best, row["val_accuracy"])
-        p = (best * val_images + 1) / (val_images + 2)
-        if row["val_accuracy"] >= best - math.sqrt(p * (1 - p) / val_images):
+        if row["val_accuracy"] >= best - standard_error(best, val_images):
             kept = row["epoch"]
     return kept
 

@@ -18,23 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_section, markdown_table  # noqa: E402
+from common import ROOT, append_section, markdown_table, standard_error  # noqa: E402
 from generic import DEV, train  # noqa: E402
 from selection import build  # noqa: E402
 
 WORK = ROOT / "runs" / "tta-choice"
-
-
-def standard_error(accuracy: float, images: int) -> float:
-    rate = (accuracy * images + 1) / (images + 2)
-    return math.sqrt(rate * (1 - rate) / images)
 
 
 def held_out_accuracy(run: Path, data: Path) -> dict[bool, float]:
