@@ -31,23 +31,12 @@ from selection import build  # noqa: E402
 WORK = ROOT / "runs" / "tta-choice"
 
 
-def held_out_accuracy(run: Path, data: Path) -> dict[bool, float]:
-    """The run's saved model on its dataset's test files, without and with shift TTA."""
-    import torch
+def held_out_accuracy(run: Path) -> dict[bool, float]:
+    """The run's saved model on its dataset's test files (the held-out images here), without and with shift TTA."""
+    from mnistkit.ensemble import evaluate_ensemble
 
-    import mnistkit
-    from mnistkit.data.datasets import IDX_FILES
-    from mnistkit.data.idx import read_idx
-    from mnistkit.models import infer
-
-    images = torch.from_numpy(read_idx(data / (IDX_FILES["test_images"] + ".gz")).copy())
-    labels = torch.from_numpy(read_idx(data / (IDX_FILES["test_labels"] + ".gz")).copy()).long()
-    model = mnistkit.load(str(run))
-    accuracy = {}
-    for shift in (False, True):
-        model.tta_shift = shift
-        accuracy[shift] = (infer(model, images, 1024).argmax(1) == labels).float().mean().item()
-    return accuracy
+    scored = evaluate_ensemble([run], split="test").split_accuracy
+    return {False: scored["plain"], True: scored["tta"]}
 
 
 def main() -> None:
@@ -69,7 +58,7 @@ def main() -> None:
         n, plain, shifted = metrics["val_images"], metrics["val_accuracy_before_shift_tta"], metrics["val_accuracy_shift_tta"]
         keeps = {"strictly higher": shifted > plain, "within one SE": shifted >= plain - standard_error(plain, n),
                  "always": True}
-        held_out = held_out_accuracy(out, directory)
+        held_out = held_out_accuracy(out)
         for rule, keep in keeps.items():
             gains[rule].append(100 * (held_out[keep] - held_out[keeps["strictly higher"]]))
         rows.append([title, args.seed, n, f"{plain:.4f}", f"{shifted:.4f}", f"{held_out[False]:.4f}",
