@@ -11,7 +11,17 @@ from tests.conftest import write_idx_dataset
 from mnistkit.config import make_config
 from mnistkit.errors import MnistkitError
 from mnistkit.models import infer
-from mnistkit.plots import DPI, channel_strip, class_colors, confusion, embeddings, per_class_bars
+from mnistkit.plots import (
+    DPI,
+    channel_strip,
+    class_colors,
+    confusion,
+    embeddings,
+    per_class_bars,
+    percent_label,
+    plain_log_ticks,
+    subplots,
+)
 from mnistkit.report import show_samples, write_report
 from mnistkit.runs import EVAL_FILE, load_run
 
@@ -103,6 +113,20 @@ def test_feature_map_strips_scale_each_channel_on_its_own():
     assert np.allclose(tiles[0], tiles[1]) and tiles[0].min() == 0 and tiles[0].max() == 1  # same pattern, own scale
     assert (tiles[2] == 0).all()  # a constant channel is drawn flat, not divided by zero
     assert channel_strip(activation, channels=1).shape == (3, 3)
+
+
+def test_rare_confusions_read_as_rare_not_as_none():
+    assert [percent_label(v) for v in (99.64, 0.25, 0.04)] == ["99.6", "0.2", "<0.1"]
+
+
+def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
+    fig, ax = subplots()
+    ax.plot([1, 30], [0.05, 20])
+    ax.set_yscale("log")
+    plain_log_ticks(ax)
+    fig.savefig(tmp_path / "log.png")
+    labels = {t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)} - {""}
+    assert {"0.1", "1", "10"} <= labels and not any("10^" in text or "e" in text for text in labels)
 
 
 def test_show_writes_a_labelled_grid(tmp_path):

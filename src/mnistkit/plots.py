@@ -6,12 +6,13 @@ nothing here needs a display and importing mnistkit leaves the user's matplotlib
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter
 
 WRONG = "#c62828"
 RIGHT = "#1b5e20"
@@ -49,6 +50,25 @@ def picture_title(ax, text: str, **style) -> None:
     ax.set_title(text, y=1.0, **style)
 
 
+def figure_title(fig: Figure, title: str, height: float) -> None:
+    """``title`` over the whole figure, 0.8 in above its panels: matplotlib leaves 12% of the height there, which
+    crowds a short figure's panel titles and opens a wide gap over a tall one."""
+    fig.subplots_adjust(top=1 - 0.8 / height)
+    fig.suptitle(title)
+
+
+class PlainLogFormatter(LogFormatter):
+    """Log-axis tick labels where matplotlib would put them, written 0.6 and 3 rather than 6x10^-1."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def plain_log_ticks(ax) -> None:
+    ax.yaxis.set_major_formatter(PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+
+
 def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
     """Positions and names of the class ticks: every class up to NAMED_TICKS, else every k-th."""
     positions = list(range(0, len(classes), max(1, -(-len(classes) // NAMED_TICKS))))
@@ -82,7 +102,8 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, test_accuracy: float | None,
                     path, title: str) -> Path:
     """Loss, accuracy and error rate for training (per step, smoothed, and per epoch) and validation."""
-    fig, axes = subplots(1, 3, figsize=(16, 4.4))
+    height = 4.4
+    fig, axes = subplots(1, 3, figsize=(16, height))
     steps_per_epoch = history[0]["step"] if history else 1
     epochs = np.array([h["epoch"] for h in history], dtype=float)
     window = max(1, steps_per_epoch // 10)
@@ -97,22 +118,25 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
+    plain_log_ticks(axes[0])
     ax = axes[2]
     ax.plot(epochs, [100 * (1 - h["train_accuracy"]) for h in history], "o-", color="#1565c0", label="train")
     ax.plot(epochs, [100 * (1 - h["val_accuracy"]) for h in history], "s-", color="#ef6c00", label="validation")
     if test_accuracy is not None:
-        for a, value in ((axes[1], test_accuracy), (ax, 100 * (1 - test_accuracy))):
-            a.axhline(value, color=WRONG, ls="--", lw=1, label=f"test (best-val weights): {value:.4g}")
+        for a, value, shown in ((axes[1], test_accuracy, f"{test_accuracy:.2%}"),
+                                (ax, 100 * (1 - test_accuracy), f"{100 * (1 - test_accuracy):.2f}%")):
+            a.axhline(value, color=WRONG, ls="--", lw=1, label=f"test (best-val weights): {shown}")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error rate (%)")
+    plain_log_ticks(ax)
     ax.grid(alpha=0.3, which="both")
     for a in axes:
         a.legend(fontsize=8)
     axes[0].set_title("loss")
     axes[1].set_title("accuracy")
     axes[2].set_title("error rate")
-    fig.suptitle(title)
+    figure_title(fig, title, height)
     return save(fig, path)
 
 
@@ -130,32 +154,38 @@ def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, ti
     return save(fig, path)
 
 
-def write_cell_values(ax, data: np.ndarray, shown: np.ndarray, fmt: str) -> None:
+def percent_label(value: float) -> str:
+    """A percentage to one decimal, and "<0.1" for a rare confusion that would otherwise read as none."""
+    return "<0.1" if 0 < value < 0.05 else f"{value:.1f}"
+
+
+def write_cell_values(ax, data: np.ndarray, shown: np.ndarray, label: Callable[[float], str]) -> None:
     """Each non-zero cell's value on a heat map, white where the cell is dark."""
     for i, j in zip(*np.nonzero(data)):
         dark = shown[i, j] > shown.max() * 0.6
-        ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        ax.text(j, i, label(data[i, j]), ha="center", va="center", fontsize=7, color="white" if dark else "black")
 
 
 def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
     """Counts and row-normalised rates side by side."""
     matrix = np.asarray(matrix)
-    norm = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    rates = 100 * matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(classes)
     side = min(max(5.5, n * 0.6), 20.0)
     fig, axes = subplots(1, 2, figsize=(max(12.0, 2 * side), side))
     positions, names = class_ticks(classes)
-    for ax, data, fmt, name in ((axes[0], matrix, "d", "counts"), (axes[1], norm, ".2f", "row-normalised (recall)")):
-        shown = np.log1p(data) if fmt == "d" else data
+    for ax, data, label, name in ((axes[0], matrix, str, "counts"),
+                                  (axes[1], rates, percent_label, "row-normalised (recall, %)")):
+        shown = np.log1p(data) if data is matrix else data
         ax.imshow(shown, cmap="Blues")
         if n <= ANNOTATED_CLASSES:
-            write_cell_values(ax, data, shown, fmt)
+            write_cell_values(ax, data, shown, label)
         ax.set_xticks(positions, names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
         ax.set_yticks(positions, names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name)
-    fig.suptitle(title)
+    figure_title(fig, title, side)
     return save(fig, path)
 
 
@@ -259,7 +289,8 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     """2-D projections coloured by class, one panel per (method, features) pair."""
     cols = 2
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
+    height = 6 * rows
+    fig, axes = subplots(rows, cols, figsize=(13, height), squeeze=False)
     colors = class_colors(len(classes))
     for ax in axes.flat:
         ax.axis("off")
@@ -278,7 +309,7 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     elif len(classes) <= LEGEND_CLASSES:  # a legend this long would hide a panel's points: beside the top row
         axes[0, -1].legend(markerscale=4, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="class",
                            ncols=int(np.ceil(len(classes) / 25)))
-    fig.suptitle(title)
+    figure_title(fig, title, height)
     return save(fig, path)
 
 
