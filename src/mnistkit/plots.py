@@ -69,6 +69,12 @@ def plain_log_ticks(ax) -> None:
     ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
 
 
+def title_above_grid(fig: Figure, title: str, height: float) -> None:
+    """``title`` just above the top edge of a grid of pictures ``height`` inches tall (the saved PNG grows to hold
+    it): a grid of one or two short rows leaves no room between its pictures' titles and the figure's."""
+    fig.suptitle(title, y=(height + 0.25) / height)
+
+
 def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
     """Positions and names of the class ticks: every class up to NAMED_TICKS, else every k-th."""
     positions = list(range(0, len(classes), max(1, -(-len(classes) // NAMED_TICKS))))
@@ -87,8 +93,7 @@ def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str
     for ax, img, label in zip(axes.flat, images, labels):
         ax.imshow(img, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
         picture_title(ax, classes[label], fontsize=10)
-    height = rows * 1.3
-    fig.suptitle(title, y=(height + 0.15) / height)  # 0.15 in above the figure: clear of one row's titles too
+    title_above_grid(fig, title, rows * 1.3)
     return save(fig, path)
 
 
@@ -246,7 +251,7 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     for i, (ax, k) in enumerate(zip(axes.flat, kernels)):
         ax.imshow(k, cmap="RdBu_r", vmin=-limit, vmax=limit)
         picture_title(ax, str(i), fontsize=7)
-    fig.suptitle(title + " (red: positive, blue: negative)")
+    title_above_grid(fig, title + " (red: positive, blue: negative)", rows * 1.1)
     return save(fig, path)
 
 
@@ -267,7 +272,9 @@ def feature_maps(image: np.ndarray, maps: list[tuple[str, np.ndarray]], path, ti
                            width_ratios=[1, per_layer], gridspec_kw={"wspace": 0.02})
     for row, (name, activation) in enumerate(maps):
         axes[row, 0].imshow(image, cmap="gray_r")
-        picture_title(axes[row, 0], f"{name}\n{activation.shape[1]}x{activation.shape[2]}", fontsize=7)
+        # The layer's name left of its row: a title over the small input image ran into the row above.
+        axes[row, 0].text(-0.08, 0.5, f"{name}\n{activation.shape[1]}x{activation.shape[2]}", fontsize=8,
+                          ha="right", va="center", transform=axes[row, 0].transAxes)
         axes[row, 0].set_anchor("E")
         strip = channel_strip(activation, per_layer)
         axes[row, 1].imshow(strip, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
