@@ -148,6 +148,16 @@ def test_compare_holds_out_what_the_data_allows(mnist, tmp_path):
         assert config["val_size"] == 40 and config["val_stratified"]  # the generic recipe's stratified 10%
 
 
+def test_compare_counts_the_images_of_a_first_epoch_cut_short_by_the_budget():
+    from mnistkit.compare import images_trained
+
+    # 445 steps of 64 when the 45 s ran out inside epoch 1 (lenet on 55,000 images): not a whole epoch of images.
+    cut = {"history": [{"epoch": 1, "step": 445}], "global_batch": 64, "train_images": 55_000}
+    assert images_trained(cut) == 445 * 64
+    whole = {"history": [{"epoch": 1, "step": 429}, {"epoch": 2, "step": 600}], "global_batch": 128, "train_images": 55_000}
+    assert images_trained(whole) == 600 * 128
+
+
 def test_compare_writes_table_and_plots(small_mnist_dir, tmp_path):
     from mnistkit.compare import COLUMNS, CompareConfig, compare
 

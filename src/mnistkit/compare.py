@@ -56,17 +56,22 @@ def run_one(cfg: CompareConfig, model: str, seed: int) -> dict:
     return {"run_dir": str(run_dir), "history": history, **metrics}
 
 
+def images_trained(run: dict) -> int:
+    """Images a finished run trained on: its optimizer steps times its global batch. Counted from the steps, not
+    the epochs, since a time budget can end the first epoch part-way (a large dataset, a short budget)."""
+    return run["history"][-1]["step"] * run["global_batch"] if run["history"] else 0
+
+
 def summarize_model(model: str, runs: list[dict]) -> dict:
     spread = lambda values: statistics.stdev(values) if len(values) > 1 else 0.0  # noqa: E731
     val = [r["val_accuracy"] for r in runs]
     test = [r["test_accuracy"] for r in runs]
     seconds = statistics.mean(r["train_seconds"] for r in runs)
-    images = statistics.mean(r["train_images"] * (r["history"][-1]["step"] / max(1, r["history"][0]["step"]))
-                             if r["history"] else 0 for r in runs)
+    images = statistics.mean(images_trained(r) for r in runs)
     speed = inference_speed(load_run(runs[0]["run_dir"]).model, "cpu", seconds=1.0)
     return {
         "model": model, "parameters": runs[0]["parameters"], "macs_per_image": runs[0]["macs_per_image"],
-        "epochs": statistics.mean(r["epochs"] for r in runs), "train_seconds": seconds,
+        "epochs": statistics.mean(images_trained(r) / r["train_images"] for r in runs), "train_seconds": seconds,
         "train_images_per_s": images / seconds if seconds else 0.0, "infer_ms_batch1": speed["infer_batch1_ms"],
         "val_accuracy_mean": statistics.mean(val), "val_accuracy_std": spread(val),
         "test_accuracy_mean": statistics.mean(test), "test_accuracy_std": spread(test), "seeds": len(runs),
