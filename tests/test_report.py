@@ -16,6 +16,7 @@ from mnistkit.plots import (
     channel_strip,
     class_colors,
     confusion,
+    count_label,
     embeddings,
     per_class_bars,
     percent_label,
@@ -123,10 +124,15 @@ def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
     fig, ax = subplots()
     ax.plot([1, 30], [0.05, 20])
     ax.set_yscale("log")
-    plain_log_ticks(ax)
+    ax.set_xscale("log")
+    plain_log_ticks(ax.yaxis)
+    plain_log_ticks(ax.xaxis, count_label)
+    ax.set_xlim(15_000, 600_000)  # parameters of the tutorials' models
     fig.savefig(tmp_path / "log.png")
     labels = {t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)} - {""}
     assert {"0.1", "1", "10"} <= labels and not any("10^" in text or "e" in text for text in labels)
+    assert {"100k"} <= {t.get_text() for t in ax.get_xticklabels(minor=False)}
+    assert [count_label(v) for v in (500, 20_000, 3.4e6)] == ["500", "20k", "3.4M"]
 
 
 def test_show_writes_a_labelled_grid(tmp_path):

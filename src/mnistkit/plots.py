@@ -57,16 +57,29 @@ def figure_title(fig: Figure, title: str, height: float) -> None:
     fig.suptitle(title)
 
 
+def count_label(value: float) -> str:
+    """A count as people write it on an axis: 500, 20k, 3.4M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 class PlainLogFormatter(LogFormatter):
-    """Log-axis tick labels where matplotlib would put them, written 0.6 and 3 rather than 6x10^-1."""
+    """Log-axis tick labels where matplotlib would put them, written 0.6, 3 or 20k rather than 6x10^-1, 2x10^4."""
+
+    def __init__(self, label: Callable[[float], str], **kwargs):
+        super().__init__(**kwargs)
+        self.label = label
 
     def __call__(self, x, pos=None):
-        return f"{x:g}" if super().__call__(x, pos) else ""
+        return self.label(x) if super().__call__(x, pos) else ""
 
 
-def plain_log_ticks(ax) -> None:
-    ax.yaxis.set_major_formatter(PlainLogFormatter())
-    ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False))
+def plain_log_ticks(axis, label: Callable[[float], str] = lambda value: f"{value:g}") -> None:
+    """``axis`` (``ax.xaxis`` or ``ax.yaxis``) of log scale, its tick labels written by ``label``."""
+    axis.set_major_formatter(PlainLogFormatter(label))
+    axis.set_minor_formatter(PlainLogFormatter(label, labelOnlyBase=False))
 
 
 def title_above_grid(fig: Figure, title: str, height: float) -> None:
@@ -123,7 +136,7 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
-    plain_log_ticks(axes[0])
+    plain_log_ticks(axes[0].yaxis)
     ax = axes[2]
     ax.plot(epochs, [100 * (1 - h["train_accuracy"]) for h in history], "o-", color="#1565c0", label="train")
     ax.plot(epochs, [100 * (1 - h["val_accuracy"]) for h in history], "s-", color="#ef6c00", label="validation")
@@ -134,7 +147,7 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error rate (%)")
-    plain_log_ticks(ax)
+    plain_log_ticks(ax.yaxis)
     ax.grid(alpha=0.3, which="both")
     for a in axes:
         a.legend(fontsize=8)
@@ -329,6 +342,7 @@ def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str
     values = [r[x_key] for r in rows if r[x_key] > 0]
     if values and max(values) / min(values) > 10:
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis, count_label)
     ax.set_xlabel(x_label)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
