@@ -18,10 +18,13 @@ from mnistkit.plots import (
     confusion,
     count_label,
     embeddings,
+    image_axes,
     per_class_bars,
     percent_label,
+    picture_title,
     plain_log_ticks,
     subplots,
+    title_above_grid,
 )
 from mnistkit.report import show_samples, write_report
 from mnistkit.runs import EVAL_FILE, load_run
@@ -133,6 +136,21 @@ def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
     assert {"0.1", "1", "10"} <= labels and not any("10^" in text or "e" in text for text in labels)
     assert {"100k"} <= {t.get_text() for t in ax.get_xticklabels(minor=False)}
     assert [count_label(v) for v in (500, 20_000, 3.4e6)] == ["500", "20k", "3.4M"]
+
+
+@pytest.mark.parametrize("lines", [1, 4])
+def test_a_grid_title_clears_the_captions_of_a_one_row_grid(lines):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig, axes = image_axes(1, 4, figsize=(4 * 1.2, 1.3))
+    for ax in axes.flat:
+        ax.imshow(np.zeros((28, 28)))
+        picture_title(ax, "\n".join(["caption"] * lines), fontsize=8)
+    title_above_grid(fig, "a title over one short row of pictures", 1.3, caption_lines=lines, caption_points=8)
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    (title,) = [text.get_window_extent(renderer) for text in fig.texts]  # the figure's one text: its title
+    assert not any(title.overlaps(ax.title.get_window_extent(renderer)) for ax in axes.flat)
 
 
 def test_show_writes_a_labelled_grid(tmp_path):

@@ -82,10 +82,13 @@ def plain_log_ticks(axis, label: Callable[[float], str] = lambda value: f"{value
     axis.set_minor_formatter(PlainLogFormatter(label, labelOnlyBase=False))
 
 
-def title_above_grid(fig: Figure, title: str, height: float) -> None:
-    """``title`` just above the top edge of a grid of pictures ``height`` inches tall (the saved PNG grows to hold
-    it): a grid of one or two short rows leaves no room between its pictures' titles and the figure's."""
-    fig.suptitle(title, y=(height + 0.25) / height)
+def title_above_grid(fig: Figure, title: str, height: float, caption_lines: int = 1, caption_points: float = 10) -> None:
+    """``title`` above a grid of pictures ``height`` inches tall, clear of its first row's captions (``caption_lines``
+    lines of ``caption_points``-point text); the saved PNG grows to hold it. matplotlib's place for a figure title
+    lies on those captions when the grid has only a row or two."""
+    top = fig.subplotpars.top * height  # inches from the bottom edge to the top of the first row
+    captions = (6 + caption_lines * caption_points * 1.2) / 72  # matplotlib's 6-point title pad, then the lines
+    fig.suptitle(title, y=(top + captions + 0.08) / height, va="bottom")
 
 
 def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -168,7 +171,7 @@ def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, ti
         ax.imshow(img, cmap="gray_r")
         text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
         picture_title(ax, text, fontsize=9, color=RIGHT if ok else WRONG)
-    fig.suptitle(title)
+    title_above_grid(fig, title, rows * 1.6, caption_lines=2, caption_points=9)
     return save(fig, path)
 
 
@@ -232,7 +235,8 @@ def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classe
         ax.imshow(img, cmap="gray_r")
         lines = [f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top]
         picture_title(ax, "\n".join(lines), fontsize=8, color=WRONG)
-    fig.suptitle(title)
+    title_above_grid(fig, title, rows * 2.4, caption_lines=1 + max((len(top) for top in top3), default=0),
+                     caption_points=8)
     return save(fig, path)
 
 
@@ -251,7 +255,7 @@ def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], 
         limit = float(np.abs(amap).max()) or 1.0
         right.imshow(amap, cmap="bwr", vmin=-limit, vmax=limit)
         picture_title(right, f"why {answer}", fontsize=8, color=answer_color)
-    fig.suptitle(title)
+    title_above_grid(fig, title, rows * 1.5, caption_points=8)
     return save(fig, path)
 
 
@@ -264,7 +268,7 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     for i, (ax, k) in enumerate(zip(axes.flat, kernels)):
         ax.imshow(k, cmap="RdBu_r", vmin=-limit, vmax=limit)
         picture_title(ax, str(i), fontsize=7)
-    title_above_grid(fig, title + " (red: positive, blue: negative)", rows * 1.1)
+    title_above_grid(fig, title + " (red: positive, blue: negative)", rows * 1.1, caption_points=7)
     return save(fig, path)
 
 
