@@ -184,6 +184,20 @@ def tune_config(small_mnist_dir, out, trials, **kw):
                       enqueue=[good, good, bad, bad], **kw)
 
 
+def test_the_pruner_waits_for_a_quarter_of_the_study_and_at_most_five_trials():
+    from mnistkit.tune import unpruned_trials
+
+    assert [unpruned_trials(n) for n in (1, 4, 12, 30, 200)] == [1, 1, 3, 5, 5]
+
+
+def test_trials_are_compared_at_the_same_share_of_their_schedule():
+    from mnistkit.tune import judging_point
+
+    # Epoch 1 of 2 and epoch 10 of 20 meet at one point; epoch 1 of 20 is judged with neither.
+    assert judging_point(1 / 2) == judging_point(10 / 20) == 10 and judging_point(1 / 20) == 1
+    assert [judging_point(p) for p in (0.0, 0.049, 1 / 7, 1.0)] == [0, 0, 2, 20]
+
+
 def test_tune_with_two_workers_prunes_writes_results_and_resumes(small_mnist_dir, tmp_path):
     from mnistkit.tune import tune
 
@@ -195,6 +209,7 @@ def test_tune_with_two_workers_prunes_writes_results_and_resumes(small_mnist_dir
     # The bad learning rate falls behind a finished good trial after its first epoch and is pruned.
     assert [r["state"] for r in table if float(r["lr"]) == 1e-5] == ["pruned", "pruned"], rows
     assert "complete" in [r["state"] for r in table if float(r["lr"]) == 0.2], rows
+    assert {r["state"]: int(r["epochs_run"]) for r in table} == {"complete": 2, "pruned": 1}, rows
     assert "| trial | state |" in (out / "results.md").read_text()
     for plot in ("history.png", "importances.png"):
         assert (out / plot).stat().st_size > 5000

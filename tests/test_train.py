@@ -277,6 +277,7 @@ def test_the_lr_anneals_by_whichever_of_budget_and_epochs_ends_the_run(small_mni
     result = mnistkit.train(cfg)
     last = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[-1])
     assert result.metrics["epochs"] == 2 and last["lr"] < 0.01 * cfg.lr
+    assert last["progress"] == 1.0  # each epoch's row says how far through its schedule the run is (tune judges by it)
 
 
 def test_a_deadline_keeps_the_time_that_scoring_after_training_needs(small_mnist_dir, mnist, tmp_path, monkeypatch):

@@ -545,7 +545,8 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
         val_seconds = time.perf_counter() - epoch_start - epoch_train
         row = {"epoch": epoch, "step": state["step"], "lr": loop.optimizer.param_groups[0]["lr"],
                "train_loss": steps.loss.mean().item(), "train_accuracy": steps.accuracy.mean().item(),
-               "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"]}
+               "val_loss": val_loss, "val_accuracy": val_acc, "train_seconds": state["train_seconds"],
+               "progress": schedule_progress(state["step"], loop.total_steps, state["train_seconds"], budget)}
         if cfg.test_every_epoch and score_test:
             row["test_accuracy"], row["test_loss"] = validate(eval_model, splits.test_images, splits.test_labels,
                                                               cfg, ranks)

@@ -2,9 +2,9 @@
 
 Each trial is an ordinary run directory (OUT/trial-NNNN) trained from the base config with the
 trial's sampled values on top. The TPE sampler proposes values; a median pruner stops trials whose
-per-epoch validation accuracy falls behind earlier trials at the same epoch. The test split is never
-scored during a study. Trials run in worker processes that share one Optuna storage (SQLite in OUT
-by default, or any database URL Optuna supports), so an interrupted study resumes where it stopped
+validation accuracy falls behind earlier trials at the same share of their schedule, past its first
+quarter. The test split is never scored during a study. Trials run in worker processes that share one
+Optuna storage (SQLite in OUT by default, or any database URL Optuna supports), so an interrupted study resumes where it stopped
 and workers on other machines can join it. Finished trials with a heartbeat older than the grace
 period are failed and retried, so a killed worker loses no trial.
 
@@ -120,6 +120,19 @@ def trial_dir(cfg: TuneConfig, number: int) -> Path:
     return Path(cfg.out) / f"trial-{number:04d}"
 
 
+def judging_point(progress: float) -> int:
+    """The step at which a trial's validation accuracy is reported: its share of the lr schedule done, in steps
+    of 5%, so that trials with different epochs or budgets meet at the same points."""
+    return int(progress * 20 + 1e-9)
+
+
+def unpruned_trials(trials: int) -> int:
+    """Trials that finish before the pruner judges others: a quarter of the study, at most Optuna's default of 5.
+    Judged against one finished trial (as before), 7 of 8 trials of a study on 1,000 MNIST images were pruned
+    at their second epoch."""
+    return min(5, max(1, trials // 4))
+
+
 def make_study(cfg: TuneConfig, heartbeat: bool = True, attempts: int = 5):
     """The study in its storage, created by whichever worker comes first. Workers started together on
     several machines can race to create the tables, so a failed first contact is retried briefly."""
@@ -144,8 +157,8 @@ def open_study(cfg: TuneConfig, heartbeat: bool):
         storage = optuna.storages.RDBStorage(
             cfg.storage_url, heartbeat_interval=cfg.heartbeat_seconds if heartbeat else None,
             grace_period=3 * cfg.heartbeat_seconds if heartbeat else None, heartbeat_stale_trial_callback=retry)
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0) if cfg.pruner == "median"
-              else optuna.pruners.NopPruner())
+    pruner = (optuna.pruners.MedianPruner(n_startup_trials=unpruned_trials(cfg.trials), n_warmup_steps=0)
+              if cfg.pruner == "median" else optuna.pruners.NopPruner())
     sampler = optuna.samplers.TPESampler(seed=cfg.seed)
     return optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", sampler=sampler,
                                pruner=pruner, load_if_exists=True)
@@ -160,11 +173,20 @@ def objective(cfg: TuneConfig, trial) -> float:
     config = TrainConfig.from_dict(merge(merge_by_hand(cfg.base, nested(values)), {
         "out": str(out), "progress": False, "recipe_note": f"trial {trial.number} of study '{cfg.study}'"}))
 
+    reported: set[int] = set()
+
     def report(row: dict) -> None:
-        trial.report(row["val_accuracy"], row["epoch"])
-        if trial.should_prune():
-            print(f"trial {trial.number}: pruned after epoch {row['epoch']} (val {row['val_accuracy']:.4f})",
-                  flush=True)
+        # Trials are compared at the same share of their lr schedule, not the same epoch: `epochs` is searched, and
+        # epoch 3 is the end of a short schedule but the warm-up of a long one. None is judged in its first quarter.
+        trial.set_user_attr("epochs_run", row["epoch"])
+        at = judging_point(row["progress"])
+        if at in reported:
+            return
+        reported.add(at)
+        trial.report(row["val_accuracy"], at)
+        if row["progress"] >= 0.25 and trial.should_prune():
+            print(f"trial {trial.number}: pruned after epoch {row['epoch']} ({at * 5}% of its schedule, val "
+                  f"{row['val_accuracy']:.4f})", flush=True)
             raise optuna.TrialPruned()
 
     run = train(config, on_epoch=report, score_test=False)
@@ -250,7 +272,7 @@ def results_rows(study, cfg: TuneConfig) -> list[dict[str, Any]]:
         row = {"trial": t.number, "state": t.state.name.lower(),
                "val_accuracy": t.value if t.value is not None else
                (max(t.intermediate_values.values()) if t.intermediate_values else None),
-               "epochs_run": len(t.intermediate_values),
+               "epochs_run": t.user_attrs.get("epochs_run", 0),
                "seconds": round(t.duration.total_seconds(), 1) if t.duration else None}
         row.update({name: t.params.get(name) for name in cfg.space})
         row["run_dir"] = t.user_attrs.get("run_dir", "")
