@@ -146,7 +146,7 @@ def test_a_grid_title_clears_the_captions_of_a_one_row_grid(lines):
     for ax in axes.flat:
         ax.imshow(np.zeros((28, 28)))
         picture_title(ax, "\n".join(["caption"] * lines), fontsize=8)
-    title_above_grid(fig, "a title over one short row of pictures", 1.3, caption_lines=lines, caption_points=8)
+    title_above_grid(fig, "a title over one short row of pictures", caption_lines=lines, caption_points=8)
     FigureCanvasAgg(fig).draw()
     renderer = fig.canvas.get_renderer()
     (title,) = [text.get_window_extent(renderer) for text in fig.texts]  # the figure's one text: its title

@@ -50,10 +50,10 @@ def picture_title(ax, text: str, **style) -> None:
     ax.set_title(text, y=1.0, **style)
 
 
-def figure_title(fig: Figure, title: str, height: float) -> None:
+def figure_title(fig: Figure, title: str) -> None:
     """``title`` over the whole figure, 0.8 in above its panels: matplotlib leaves 12% of the height there, which
     crowds a short figure's panel titles and opens a wide gap over a tall one."""
-    fig.subplots_adjust(top=1 - 0.8 / height)
+    fig.subplots_adjust(top=1 - 0.8 / fig.get_figheight())
     fig.suptitle(title)
 
 
@@ -82,10 +82,11 @@ def plain_log_ticks(axis, label: Callable[[float], str] = lambda value: f"{value
     axis.set_minor_formatter(PlainLogFormatter(label, labelOnlyBase=False))
 
 
-def title_above_grid(fig: Figure, title: str, height: float, caption_lines: int = 1, caption_points: float = 10) -> None:
-    """``title`` above a grid of pictures ``height`` inches tall, clear of its first row's captions (``caption_lines``
-    lines of ``caption_points``-point text); the saved PNG grows to hold it. matplotlib's place for a figure title
-    lies on those captions when the grid has only a row or two."""
+def title_above_grid(fig: Figure, title: str, caption_lines: int = 1, caption_points: float = 10) -> None:
+    """``title`` above a grid of pictures, clear of its first row's captions (``caption_lines`` lines of
+    ``caption_points``-point text); the saved PNG grows to hold it. matplotlib's place for a figure title lies on
+    those captions when the grid has only a row or two."""
+    height = fig.get_figheight()
     top = fig.subplotpars.top * height  # inches from the bottom edge to the top of the first row
     captions = (6 + caption_lines * caption_points * 1.2) / 72  # matplotlib's 6-point title pad, then the lines
     fig.suptitle(title, y=(top + captions + 0.08) / height, va="bottom")
@@ -109,7 +110,7 @@ def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str
     for ax, img, label in zip(axes.flat, images, labels):
         ax.imshow(img, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
         picture_title(ax, classes[label], fontsize=10)
-    title_above_grid(fig, title, rows * 1.3)
+    title_above_grid(fig, title)
     return save(fig, path)
 
 
@@ -123,8 +124,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, test_accuracy: float | None,
                     path, title: str) -> Path:
     """Loss, accuracy and error rate for training (per step, smoothed, and per epoch) and validation."""
-    height = 4.4
-    fig, axes = subplots(1, 3, figsize=(16, height))
+    fig, axes = subplots(1, 3, figsize=(16, 4.4))
     steps_per_epoch = history[0]["step"] if history else 1
     epochs = np.array([h["epoch"] for h in history], dtype=float)
     window = max(1, steps_per_epoch // 10)
@@ -157,7 +157,7 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
     axes[0].set_title("loss")
     axes[1].set_title("accuracy")
     axes[2].set_title("error rate")
-    figure_title(fig, title, height)
+    figure_title(fig, title)
     return save(fig, path)
 
 
@@ -171,7 +171,7 @@ def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, ti
         ax.imshow(img, cmap="gray_r")
         text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
         picture_title(ax, text, fontsize=9, color=RIGHT if ok else WRONG)
-    title_above_grid(fig, title, rows * 1.6, caption_lines=2, caption_points=9)
+    title_above_grid(fig, title, caption_lines=2, caption_points=9)
     return save(fig, path)
 
 
@@ -206,7 +206,7 @@ def confusion(matrix: np.ndarray, classes, path, title: str) -> Path:
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(name)
-    figure_title(fig, title, side)
+    figure_title(fig, title)
     return save(fig, path)
 
 
@@ -235,8 +235,7 @@ def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classe
         ax.imshow(img, cmap="gray_r")
         lines = [f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top]
         picture_title(ax, "\n".join(lines), fontsize=8, color=WRONG)
-    title_above_grid(fig, title, rows * 2.4, caption_lines=1 + max((len(top) for top in top3), default=0),
-                     caption_points=8)
+    title_above_grid(fig, title, caption_lines=1 + max((len(top) for top in top3), default=0), caption_points=8)
     return save(fig, path)
 
 
@@ -255,7 +254,7 @@ def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], 
         limit = float(np.abs(amap).max()) or 1.0
         right.imshow(amap, cmap="bwr", vmin=-limit, vmax=limit)
         picture_title(right, f"why {answer}", fontsize=8, color=answer_color)
-    title_above_grid(fig, title, rows * 1.5, caption_points=8)
+    title_above_grid(fig, title, caption_points=8)
     return save(fig, path)
 
 
@@ -268,7 +267,7 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     for i, (ax, k) in enumerate(zip(axes.flat, kernels)):
         ax.imshow(k, cmap="RdBu_r", vmin=-limit, vmax=limit)
         picture_title(ax, str(i), fontsize=7)
-    title_above_grid(fig, title + " (red: positive, blue: negative)", rows * 1.1, caption_points=7)
+    title_above_grid(fig, title + " (red: positive, blue: negative)", caption_points=7)
     return save(fig, path)
 
 
@@ -313,8 +312,7 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     """2-D projections coloured by class, one panel per (method, features) pair."""
     cols = 2
     rows = int(np.ceil(len(panels) / cols))
-    height = 6 * rows
-    fig, axes = subplots(rows, cols, figsize=(13, height), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(13, 6 * rows), squeeze=False)
     colors = class_colors(len(classes))
     for ax in axes.flat:
         ax.axis("off")
@@ -333,7 +331,7 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
     elif len(classes) <= LEGEND_CLASSES:  # a legend this long would hide a panel's points: beside the top row
         axes[0, -1].legend(markerscale=4, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="class",
                            ncols=int(np.ceil(len(classes) / 25)))
-    figure_title(fig, title, height)
+    figure_title(fig, title)
     return save(fig, path)
 
 
