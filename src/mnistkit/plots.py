@@ -11,8 +11,10 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
+from matplotlib.transforms import Bbox
 
 WRONG = "#c62828"
 RIGHT = "#1b5e20"
@@ -338,9 +340,8 @@ def embeddings(panels: list[tuple[str, np.ndarray]], labels: np.ndarray, classes
 def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str) -> Path:
     """Test accuracy (mean with spread over seeds) against a cost, one point per model."""
     fig, ax = subplots(figsize=(8, 5))
-    for r in rows:
-        ax.errorbar(r[x_key], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"], fmt="o", capsize=4)
-        ax.annotate(r["model"], (r[x_key], 100 * r["test_accuracy_mean"]), textcoords="offset points", xytext=(5, 5))
+    bars = [ax.errorbar(r[x_key], 100 * r["test_accuracy_mean"], yerr=100 * r["test_accuracy_std"], fmt="o", capsize=4)
+            for r in rows]
     values = [r[x_key] for r in rows if r[x_key] > 0]
     if values and max(values) / min(values) > 10:
         ax.set_xscale("log")
@@ -349,7 +350,49 @@ def compare_scatter(rows: list[dict], x_key: str, x_label: str, path, title: str
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3, which="both")
     ax.set_title(title)
+    label_points(ax, [(r[x_key], 100 * r["test_accuracy_mean"]) for r in rows], [r["model"] for r in rows], bars)
     return save(fig, path)
+
+
+# Where a point's name may go, in points from the point, tried in this order: beside it first, then further out.
+LABEL_PLACES = tuple((dx, dy, "left" if dx > 0 else "right", "bottom" if dy > 0 else "top")
+                     for dy in (4, -4, 14, -14) for dx in (6, -6))
+
+
+def label_points(ax, points: Sequence[tuple[float, float]], names: Sequence[str], bars: Sequence = ()) -> list:
+    """Name each point beside it, in the first of LABEL_PLACES where the name stays inside the axes and covers no
+    other name and none of ``bars`` (``errorbar`` containers), so that models of about the same size and accuracy
+    stay readable. Call it once the axes' scales and limits are final. Returns the texts."""
+    fig = ax.figure
+    FigureCanvasAgg(fig)  # the names' sizes need a renderer; saving later uses one of the same kind
+    renderer = fig.canvas.get_renderer()
+    ax.autoscale_view()
+    frame = ax.get_window_extent(renderer)
+    taken = [box for bar in bars for box in errorbar_boxes(bar, renderer)]
+    texts = []
+    for point, name in zip(points, names):
+        for dx, dy, ha, va in LABEL_PLACES:
+            text = ax.annotate(name, point, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
+            box = text.get_window_extent(renderer)
+            if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and not any(
+                    box.overlaps(other) for other in taken):
+                break
+            text.remove()
+        else:  # nowhere free: the first place, as before this search
+            dx, dy, ha, va = LABEL_PLACES[0]
+            text = ax.annotate(name, point, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
+            box = text.get_window_extent(renderer)
+        taken.append(box)
+        texts.append(text)
+    return texts
+
+
+def errorbar_boxes(bar, renderer) -> list[Bbox]:
+    """Where an ``errorbar``'s marker, caps and bar lie on the canvas (the bar's own extent is empty until drawn)."""
+    marker, caps, lines = bar.lines
+    boxes = [line.get_window_extent(renderer) for line in (marker, *caps) if line is not None]
+    return boxes + [Bbox(collection.get_transform().transform(segment))
+                    for collection in lines for segment in collection.get_segments()]
 
 
 def curves_overlay(histories: dict[str, list[dict]], path, title: str) -> Path:
