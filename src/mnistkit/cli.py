@@ -181,7 +181,8 @@ def tune(
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL shared by all workers, e.g. "
                                                      "postgresql://user:pw@host/db (default: sqlite in OUT).")] = None,
     study: Annotated[str, typer.Option(help="Study name: the same name and storage resume or join a study.")] = "mnistkit",
-    pruner: Annotated[str, typer.Option(help="median (stop trials behind at the same epoch) or none.")] = "median",
+    pruner: Annotated[str, typer.Option(
+        help="median (stop a trial behind the median at the same share of its lr schedule) or none.")] = "median",
     seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
     out: Annotated[Path, typer.Option(help="Trial runs, results, plots and best_config.json go here.")] = Path("runs/tune"),
 ) -> None:
