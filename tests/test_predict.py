@@ -79,3 +79,11 @@ def test_explain_draws_what_the_model_was_given_and_why(model, mnist, tmp_path, 
     assert "why: why.png" in result.output
     with Image.open(tmp_path / "why.png") as figure:  # three pictures, each beside its map, in one row
         assert figure.format == "PNG" and figure.width > 3 * figure.height
+
+
+def test_a_long_file_name_keeps_the_end_that_tells_it_from_its_neighbours():
+    from mnistkit.predict import short_name
+
+    names = [short_name(f"scan_of_digit_number_{i:03d}.png") for i in (1, 2)]
+    assert names == ["scan_of…er_001.png", "scan_of…er_002.png"]
+    assert short_name("d0.png") == "d0.png" and len(short_name("x" * 40 + ".jpeg")) == 18

@@ -13,19 +13,17 @@ from mnistkit.errors import MnistkitError
 from mnistkit.models import infer
 from mnistkit.plots import (
     DPI,
+    PictureGrid,
     channel_strip,
     class_colors,
     confusion,
     count_label,
     embeddings,
-    image_axes,
     label_points,
     per_class_bars,
     percent_label,
-    picture_title,
     plain_log_ticks,
     subplots,
-    title_above_grid,
 )
 from mnistkit.report import show_samples, write_report
 from mnistkit.runs import EVAL_FILE, load_run
@@ -140,18 +138,23 @@ def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("lines", [1, 4])
-def test_a_grid_title_clears_the_captions_of_a_one_row_grid(lines):
+def test_a_picture_grid_keeps_its_title_captions_and_pictures_apart(tmp_path, lines):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig, axes = image_axes(1, 4, figsize=(4 * 1.2, 1.3))
-    for ax in axes.flat:
-        ax.imshow(np.zeros((28, 28)))
-        picture_title(ax, "\n".join(["caption"] * lines), fontsize=8)
-    title_above_grid(fig, "a title over one short row of pictures", caption_lines=lines, caption_points=8)
-    FigureCanvasAgg(fig).draw()
-    renderer = fig.canvas.get_renderer()
-    (title,) = [text.get_window_extent(renderer) for text in fig.texts]  # the figure's one text: its title
-    assert not any(title.overlaps(ax.title.get_window_extent(renderer)) for ax in axes.flat)
+    grid = PictureGrid(5, 4, cell=(1.0, 1.2), caption_lines=lines, caption_points=8)  # a full row and a short one
+    for i in range(5):
+        picture = np.zeros((20, 28)) if i == 2 else np.zeros((28, 28))  # one wider than tall
+        grid.show(i, picture, "\n".join([f"caption {i}"] * lines), cmap="gray_r")
+    grid.save("a title over a grid of pictures", tmp_path / "grid.png")
+    FigureCanvasAgg(grid.fig).draw()
+    renderer = grid.fig.canvas.get_renderer()
+    (title,) = [text.get_window_extent(renderer) for text in grid.fig.texts]
+    captions = [text.get_window_extent(renderer) for text in grid.ax.texts]
+    pictures = [image.get_window_extent(renderer) for image in grid.ax.images]
+    assert len(captions) == len(pictures) == 5
+    boxes = [title, *captions, *pictures]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert pictures[2].width > pictures[2].height and pictures[0].width == pytest.approx(pictures[0].height)
 
 
 def test_the_names_of_models_alike_in_cost_and_accuracy_stay_apart():

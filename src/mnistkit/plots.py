@@ -46,12 +46,6 @@ def image_axes(rows: int, cols: int, figsize: tuple[float, float], **grid):
     return fig, axes
 
 
-def picture_title(ax, text: str, **style) -> None:
-    """A title over a picture. Its height is given, so matplotlib skips lifting it clear of the tick labels that
-    these axes lack: that search builds every tick of every axes, and took most of a report's drawing time."""
-    ax.set_title(text, y=1.0, **style)
-
-
 def figure_title(fig: Figure, title: str) -> None:
     """``title`` over the whole figure, 0.8 in above its panels: matplotlib leaves 12% of the height there, which
     crowds a short figure's panel titles and opens a wide gap over a tall one."""
@@ -84,16 +78,6 @@ def plain_log_ticks(axis, label: Callable[[float], str] = lambda value: f"{value
     axis.set_minor_formatter(PlainLogFormatter(label, labelOnlyBase=False))
 
 
-def title_above_grid(fig: Figure, title: str, caption_lines: int = 1, caption_points: float = 10) -> None:
-    """``title`` above a grid of pictures, clear of its first row's captions (``caption_lines`` lines of
-    ``caption_points``-point text); the saved PNG grows to hold it. matplotlib's place for a figure title lies on
-    those captions when the grid has only a row or two."""
-    height = fig.get_figheight()
-    top = fig.subplotpars.top * height  # inches from the bottom edge to the top of the first row
-    captions = (6 + caption_lines * caption_points * 1.2) / 72  # matplotlib's 6-point title pad, then the lines
-    fig.suptitle(title, y=(top + captions + 0.08) / height, va="bottom")
-
-
 def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
     """Positions and names of the class ticks: every class up to NAMED_TICKS, else every k-th."""
     positions = list(range(0, len(classes), max(1, -(-len(classes) // NAMED_TICKS))))
@@ -105,16 +89,53 @@ def grid_shape(n: int, max_cols: int = 10) -> tuple[int, int]:
     return int(np.ceil(n / cols)), cols
 
 
+class PictureGrid:
+    """Pictures in rows of ``cols`` cells of ``cell`` inches (width, height), each under its caption, all in one
+    axes whose data units are inches from the top left. An axes per picture, matplotlib's usual grid, cost more
+    to build and draw than the pictures themselves: it made these figures most of a report's drawing time."""
+
+    MARGIN = 0.05  # inches around a picture inside its cell
+    CAPTION_PAD = 4  # points between a picture and its caption
+
+    def __init__(self, count: int, cols: int, cell: tuple[float, float], caption_lines: int = 1,
+                 caption_points: float = 10):
+        self.cols, (self.width, self.height), self.caption_points = cols, cell, caption_points
+        rows = max(1, -(-count // cols))
+        captions = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # matplotlib's line spacing: 1.2
+        self.side = min(self.width, self.height - captions) - 2 * self.MARGIN  # a picture's longer side
+        self.fig = Figure(figsize=(cols * self.width, rows * self.height))
+        self.ax = self.fig.add_axes((0, 0, 1, 1))
+        self.ax.set_axis_off()
+        self.ax.set_autoscale_on(False)  # imshow would set the limits to its own picture
+        self.ax.set_xlim(0, cols * self.width)
+        self.ax.set_ylim(rows * self.height, 0)
+
+    def show(self, index: int, image: np.ndarray, caption: str = "", color: str | None = None, **imshow) -> None:
+        """Picture ``index`` (row by row) in its cell, bottom-centred, its caption over it."""
+        row, col = divmod(index, self.cols)
+        height, width = image.shape[:2]
+        scale = self.side / max(height, width)
+        left = col * self.width + (self.width - width * scale) / 2
+        bottom = (row + 1) * self.height - self.MARGIN
+        top = bottom - height * scale
+        self.ax.imshow(image, extent=(left, left + width * scale, bottom, top), aspect="auto", **imshow)
+        if caption:
+            self.ax.annotate(caption, (left + width * scale / 2, top), xytext=(0, self.CAPTION_PAD),
+                             textcoords="offset points", ha="center", va="bottom", fontsize=self.caption_points,
+                             color=color)
+
+    def save(self, title: str, path) -> Path:
+        """Write the PNG with ``title`` over the first row (whose captions the cells hold); the PNG grows to hold it."""
+        self.fig.suptitle(title, y=1 + 0.12 / self.fig.get_figheight(), va="bottom")
+        return save(self.fig, path)
+
+
 def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
     """A grid of images with their labels."""
-    rows, cols = grid_shape(len(images))
-    fig, axes = image_axes(rows, cols, figsize=(cols * 1.1, rows * 1.3))
-    for ax, img, label in zip(axes.flat, images, labels):
-        ax.imshow(img, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
-        picture_title(ax, classes[label], fontsize=10)
-    title_above_grid(fig, title)
-    return save(fig, path)
-
+    grid = PictureGrid(len(images), grid_shape(len(images))[1], cell=(0.95, 1.1))
+    for i, (img, label) in enumerate(zip(images, labels)):
+        grid.show(i, img, classes[label], cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
+    return grid.save(title, path)
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     if len(values) < window or window < 2:
@@ -165,17 +186,13 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
 
 def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, title: str) -> Path:
     """Test images with predicted (and true) label and the prediction's probability; wrong ones in red."""
-    rows, cols = grid_shape(len(images), 8)
-    fig, axes = image_axes(rows, cols, figsize=(cols * 1.35, rows * 1.6))
-    for ax, img, label, probs in zip(axes.flat, images, labels, probabilities):
+    grid = PictureGrid(len(images), grid_shape(len(images), 8)[1], cell=(1.1, 1.35), caption_lines=2, caption_points=9)
+    for i, (img, label, probs) in enumerate(zip(images, labels, probabilities)):
         pred = int(np.argmax(probs))
         ok = pred == label
-        ax.imshow(img, cmap="gray_r")
         text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
-        picture_title(ax, text, fontsize=9, color=RIGHT if ok else WRONG)
-    title_above_grid(fig, title, caption_lines=2, caption_points=9)
-    return save(fig, path)
-
+        grid.show(i, img, text, color=RIGHT if ok else WRONG, cmap="gray_r")
+    return grid.save(title, path)
 
 def percent_label(value: float) -> str:
     """A percentage to one decimal, and "<0.1" for a rare confusion that would otherwise read as none."""
@@ -231,47 +248,33 @@ def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
 
 def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classes, path, title: str) -> Path:
     """The most confidently wrong images, each with its top-3 probabilities."""
-    rows, cols = grid_shape(len(images), 6)
-    fig, axes = image_axes(rows, cols, figsize=(cols * 1.9, rows * 2.4))
-    for ax, img, label, top in zip(axes.flat, images, labels, top3):
-        ax.imshow(img, cmap="gray_r")
-        lines = [f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top]
-        picture_title(ax, "\n".join(lines), fontsize=8, color=WRONG)
-    title_above_grid(fig, title, caption_lines=1 + max((len(top) for top in top3), default=0), caption_points=8)
-    return save(fig, path)
-
+    lines = 1 + max((len(top) for top in top3), default=0)
+    grid = PictureGrid(len(images), grid_shape(len(images), 6)[1], cell=(1.5, 1.75), caption_lines=lines,
+                       caption_points=8)
+    for i, (img, label, top) in enumerate(zip(images, labels, top3)):
+        caption = "\n".join([f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top])
+        grid.show(i, img, caption, color=WRONG, cmap="gray_r")
+    return grid.save(title, path)
 
 def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], explained: Sequence[str], path,
                  title: str, answer_color: str = WRONG) -> Path:
     """Each image (titled by its caption) beside its attribution map (titled "why <class explained>"): red where the
     ink pushed towards that class, blue where it pushed away (one colour scale per map, centred on zero)."""
-    n = len(images)
-    cols = min(n, 6)
-    rows = int(np.ceil(n / cols))
-    fig, axes = image_axes(rows, 2 * cols, figsize=(2 * cols * 1.15, rows * 1.5))
+    grid = PictureGrid(2 * len(images), 2 * min(len(images), 6), cell=(1.05, 1.2), caption_points=8)
     for i, (img, amap, caption, answer) in enumerate(zip(images, maps, captions, explained)):
-        left, right = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
-        left.imshow(img, cmap="gray_r")
-        picture_title(left, caption, fontsize=8)
+        grid.show(2 * i, img, caption, cmap="gray_r")
         limit = float(np.abs(amap).max()) or 1.0
-        right.imshow(amap, cmap="bwr", vmin=-limit, vmax=limit)
-        picture_title(right, f"why {answer}", fontsize=8, color=answer_color)
-    title_above_grid(fig, title, caption_points=8)
-    return save(fig, path)
-
+        grid.show(2 * i + 1, amap, f"why {answer}", color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
+    return grid.save(title, path)
 
 def filters(weights: np.ndarray, path, title: str) -> Path:
     """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
     kernels = weights[:, 0]
-    rows, cols = grid_shape(len(kernels), 8)
-    fig, axes = image_axes(rows, cols, figsize=(cols * 1.0, rows * 1.1))
+    grid = PictureGrid(len(kernels), grid_shape(len(kernels), 8)[1], cell=(0.9, 1.0), caption_points=7)
     limit = np.abs(kernels).max() or 1.0
-    for i, (ax, k) in enumerate(zip(axes.flat, kernels)):
-        ax.imshow(k, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        picture_title(ax, str(i), fontsize=7)
-    title_above_grid(fig, title + " (red: positive, blue: negative)", caption_points=7)
-    return save(fig, path)
-
+    for i, k in enumerate(kernels):
+        grid.show(i, k, str(i), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    return grid.save(title + " (red: positive, blue: negative)", path)
 
 def channel_strip(activation: np.ndarray, channels: int) -> np.ndarray:
     """The first ``channels`` maps of ``activation`` (C, H, W) side by side, each scaled to [0, 1] on its own,

@@ -98,6 +98,15 @@ def predict_images(model: Classifier, paths: list[str | Path]) -> list[Predictio
     return results
 
 
+def short_name(name: str, limit: int = 18) -> str:
+    """``name`` in at most ``limit`` characters for a caption: its start and its end around an ellipsis, since the
+    files of one folder often differ only at the end (scan_0001.png, scan_0002.png)."""
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) * 3 // 5
+    return name[:limit - 1 - tail] + "…" + name[-tail:]
+
+
 EXPLAINED_AT_MOST = 24  # pictures in one `predict --explain` figure: more would be too small to read
 
 
@@ -111,7 +120,6 @@ def explain_predictions(model: Classifier, predictions: list[Prediction], path: 
         return None
     images = np.stack([p.input for p in answered])
     maps = integrated_gradients(model, images, torch.tensor([p.index for p in answered])).maps.numpy()
-    captions = [Path(p.source).name if len(Path(p.source).name) <= 18 else Path(p.source).name[:17] + "…"
-                for p in answered]
+    captions = [short_name(Path(p.source).name) for p in answered]
     return plots.attributions(images, maps, captions, [p.label for p in answered], path,
                               f"What the model was given, and why it answered so ({METHOD})", answer_color="black")
