@@ -190,6 +190,25 @@ def test_the_pruner_waits_for_a_quarter_of_the_study_and_at_most_five_trials():
     assert [unpruned_trials(n) for n in (1, 4, 12, 30, 200)] == [1, 1, 3, 5, 5]
 
 
+def test_workers_sharing_a_study_and_a_seed_draw_different_trials(tmp_path):
+    from mnistkit.tune import DEFAULT_SPACE, TuneConfig, make_study, sample, seed_trial
+
+    def draws(out, workers: int) -> list[dict]:
+        cfg = TuneConfig(base=make_config("fast").to_dict(), out=str(out), seed=7)
+        out.mkdir()
+        studies = [make_study(cfg, heartbeat=False) for _ in range(workers)]  # as each worker process opens it
+        values = []
+        for study in studies:
+            trial = study.ask()
+            seed_trial(trial, cfg.seed)
+            values.append(sample(trial, DEFAULT_SPACE))
+        return values
+
+    first, second = draws(tmp_path / "two", workers=2)
+    assert first["lr"] != second["lr"] and first["weight_decay"] != second["weight_decay"]
+    assert draws(tmp_path / "again", workers=2) == [first, second]  # the same seed, the same trials
+
+
 def test_trials_are_compared_at_the_same_share_of_their_schedule():
     from mnistkit.tune import judging_point
 

@@ -183,7 +183,8 @@ def tune(
     study: Annotated[str, typer.Option(help="Study name: the same name and storage resume or join a study.")] = "mnistkit",
     pruner: Annotated[str, typer.Option(
         help="median (stop a trial behind the median at the same share of its lr schedule) or none.")] = "median",
-    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the TPE sampler. Each trial draws from it and the trial's "
+                                           "number, so workers sharing the study never repeat each other.")] = 0,
     out: Annotated[Path, typer.Option(help="Trial runs, results, plots and best_config.json go here.")] = Path("runs/tune"),
 ) -> None:
     """Search hyper-parameters with Optuna on validation accuracy (the test split is never scored).

@@ -163,9 +163,19 @@ def open_study(cfg: TuneConfig, heartbeat: bool):
                                pruner=pruner, load_if_exists=True)
 
 
+def seed_trial(trial, seed: int) -> None:
+    """Give ``trial`` a sampler of its own, seeded by ``seed`` and its number. Every worker of a study opens it with
+    the same ``--seed``, and TPE draws its first trials at random: with one seeded sampler per worker, two workers
+    (local processes or other machines) drew the same values, trial for trial. A study's trials stay reproducible."""
+    import optuna
+
+    trial.study.sampler = optuna.samplers.TPESampler(seed=(seed * 1_000_003 + trial.number) % 2**32)
+
+
 def objective(cfg: TuneConfig, trial) -> float:
     import optuna
 
+    seed_trial(trial, cfg.seed)
     values = sample(trial, cfg.space)
     out = trial_dir(cfg, trial.number)
     trial.set_user_attr("run_dir", str(out))
