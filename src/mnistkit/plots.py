@@ -84,30 +84,27 @@ def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
     return positions, [classes[i] for i in positions]
 
 
-def grid_shape(n: int, max_cols: int = 10) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return int(np.ceil(n / cols)), cols
-
-
 class PictureGrid:
-    """Pictures in rows of ``cols`` cells of ``cell`` inches (width, height), each under its caption, all in one
-    axes whose data units are inches from the top left. An axes per picture, matplotlib's usual grid, cost more
-    to build and draw than the pictures themselves: it made these figures most of a report's drawing time."""
+    """Pictures in rows of up to ``max_cols`` cells of ``cell`` inches (width, height), each under its caption,
+    all in one axes whose data units are inches from the top left. An axes per picture, matplotlib's usual grid,
+    cost more to build and draw than the pictures themselves: it made these figures most of a report's drawing time."""
 
     MARGIN = 0.05  # inches around a picture inside its cell
     CAPTION_PAD = 4  # points between a picture and its caption
 
-    def __init__(self, count: int, cols: int, cell: tuple[float, float], caption_lines: int = 1,
+    def __init__(self, count: int, max_cols: int, cell: tuple[float, float], caption_lines: int = 1,
                  caption_points: float = 10):
-        self.cols, (self.width, self.height), self.caption_points = cols, cell, caption_points
-        rows = max(1, -(-count // cols))
+        self.cols = max(1, min(count, max_cols))
+        self.width, self.height = cell
+        self.caption_points = caption_points
+        rows = max(1, -(-count // self.cols))
         captions = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # matplotlib's line spacing: 1.2
         self.side = min(self.width, self.height - captions) - 2 * self.MARGIN  # a picture's longer side
-        self.fig = Figure(figsize=(cols * self.width, rows * self.height))
+        self.fig = Figure(figsize=(self.cols * self.width, rows * self.height))
         self.ax = self.fig.add_axes((0, 0, 1, 1))
         self.ax.set_axis_off()
         self.ax.set_autoscale_on(False)  # imshow would set the limits to its own picture
-        self.ax.set_xlim(0, cols * self.width)
+        self.ax.set_xlim(0, self.cols * self.width)
         self.ax.set_ylim(rows * self.height, 0)
 
     def show(self, index: int, image: np.ndarray, caption: str = "", color: str | None = None, **imshow) -> None:
@@ -132,10 +129,11 @@ class PictureGrid:
 
 def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
     """A grid of images with their labels."""
-    grid = PictureGrid(len(images), grid_shape(len(images))[1], cell=(0.95, 1.1))
+    grid = PictureGrid(len(images), 10, cell=(0.95, 1.1))
     for i, (img, label) in enumerate(zip(images, labels)):
         grid.show(i, img, classes[label], cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
     return grid.save(title, path)
+
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
     if len(values) < window or window < 2:
@@ -186,13 +184,14 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
 
 def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, title: str) -> Path:
     """Test images with predicted (and true) label and the prediction's probability; wrong ones in red."""
-    grid = PictureGrid(len(images), grid_shape(len(images), 8)[1], cell=(1.1, 1.35), caption_lines=2, caption_points=9)
+    grid = PictureGrid(len(images), 8, cell=(1.1, 1.35), caption_lines=2, caption_points=9)
     for i, (img, label, probs) in enumerate(zip(images, labels, probabilities)):
         pred = int(np.argmax(probs))
         ok = pred == label
         text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
         grid.show(i, img, text, color=RIGHT if ok else WRONG, cmap="gray_r")
     return grid.save(title, path)
+
 
 def percent_label(value: float) -> str:
     """A percentage to one decimal, and "<0.1" for a rare confusion that would otherwise read as none."""
@@ -249,32 +248,35 @@ def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
 def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classes, path, title: str) -> Path:
     """The most confidently wrong images, each with its top-3 probabilities."""
     lines = 1 + max((len(top) for top in top3), default=0)
-    grid = PictureGrid(len(images), grid_shape(len(images), 6)[1], cell=(1.5, 1.75), caption_lines=lines,
+    grid = PictureGrid(len(images), 6, cell=(1.5, 1.75), caption_lines=lines,
                        caption_points=8)
     for i, (img, label, top) in enumerate(zip(images, labels, top3)):
         caption = "\n".join([f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top])
         grid.show(i, img, caption, color=WRONG, cmap="gray_r")
     return grid.save(title, path)
 
+
 def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], explained: Sequence[str], path,
                  title: str, answer_color: str = WRONG) -> Path:
     """Each image (titled by its caption) beside its attribution map (titled "why <class explained>"): red where the
     ink pushed towards that class, blue where it pushed away (one colour scale per map, centred on zero)."""
-    grid = PictureGrid(2 * len(images), 2 * min(len(images), 6), cell=(1.05, 1.2), caption_points=8)
+    grid = PictureGrid(2 * len(images), 12, cell=(1.05, 1.2), caption_points=8)
     for i, (img, amap, caption, answer) in enumerate(zip(images, maps, captions, explained)):
         grid.show(2 * i, img, caption, cmap="gray_r")
         limit = float(np.abs(amap).max()) or 1.0
         grid.show(2 * i + 1, amap, f"why {answer}", color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
     return grid.save(title, path)
 
+
 def filters(weights: np.ndarray, path, title: str) -> Path:
     """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
     kernels = weights[:, 0]
-    grid = PictureGrid(len(kernels), grid_shape(len(kernels), 8)[1], cell=(0.9, 1.0), caption_points=7)
+    grid = PictureGrid(len(kernels), 8, cell=(0.9, 1.0), caption_points=7)
     limit = np.abs(kernels).max() or 1.0
     for i, k in enumerate(kernels):
         grid.show(i, k, str(i), cmap="RdBu_r", vmin=-limit, vmax=limit)
     return grid.save(title + " (red: positive, blue: negative)", path)
+
 
 def channel_strip(activation: np.ndarray, channels: int) -> np.ndarray:
     """The first ``channels`` maps of ``activation`` (C, H, W) side by side, each scaled to [0, 1] on its own,
