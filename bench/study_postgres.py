@@ -5,8 +5,9 @@
 Starts a throwaway PostgreSQL cluster from Debian's package (installed with apt-get if missing) on
 127.0.0.1, creates a database, and runs the same `mnistkit tune --storage postgresql://...` command
 twice at once, as two machines would, on a 6,000-image slice of MNIST. Then it checks the study: how
-many trials each command ran, that no trial number or run directory appears twice, and that the
-study holds the trials asked for. The cluster is stopped and deleted at the end.
+many trials each command ran, that no trial number or run directory appears twice, that the study
+holds the trials asked for, and how many trials repeat an earlier trial's values (both commands use
+the same --seed). The cluster is stopped and deleted at the end.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def main() -> None:
         dirs = [t.user_attrs.get("run_dir") for t in trials]
         per_machine = {name: sum(f"/{name}/" in (d or "") for d in dirs) for name in ("machine-a", "machine-b")}
         duplicates = len(dirs) - len(set(dirs)) + len(trials) - len({t.number for t in trials})
+        # Both commands run with the same --seed, as two machines given one command would.
+        repeats = len(trials) - len({tuple(sorted(t.params.items())) for t in trials})
         finished = states.count("complete") + states.count("pruned")
         best = study.best_value
     finally:
@@ -125,10 +128,10 @@ def main() -> None:
                        capture_output=True)
         shutil.rmtree(cluster, ignore_errors=True)
     rows = [[args.trials, len(trials), finished, states.count("pruned"), states.count("fail"),
-             f"{per_machine['machine-a']} / {per_machine['machine-b']}", duplicates, f"{best:.4f}",
+             f"{per_machine['machine-a']} / {per_machine['machine-b']}", duplicates, repeats, f"{best:.4f}",
              f"{wall:.0f}"]]
     table = markdown_table(["trials asked", "trials in study", "finished", "of them pruned", "failed",
-                            "run by machine a / b", "duplicates", "best val acc", "wall s"], rows)
+                            "run by machine a / b", "duplicates", "repeated values", "best val acc", "wall s"], rows)
     print(table)
     if not args.no_append:
         version = subprocess.run([str(pg / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
