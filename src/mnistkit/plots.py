@@ -374,20 +374,25 @@ def label_points(ax, points: Sequence[tuple[float, float]], names: Sequence[str]
     ax.autoscale_view()
     frame = ax.get_window_extent(renderer)
     taken = [box for bar in bars for box in errorbar_boxes(bar, renderer)]
+
+    def name_at(point, name, place):
+        dx, dy, ha, va = place
+        return ax.annotate(name, point, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
+
+    def free(box) -> bool:
+        return (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                and not any(box.overlaps(other) for other in taken))
+
     texts = []
     for point, name in zip(points, names):
-        for dx, dy, ha, va in LABEL_PLACES:
-            text = ax.annotate(name, point, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
-            box = text.get_window_extent(renderer)
-            if frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1) and not any(
-                    box.overlaps(other) for other in taken):
+        for place in LABEL_PLACES:
+            text = name_at(point, name, place)
+            if free(text.get_window_extent(renderer)):
                 break
             text.remove()
         else:  # nowhere free: the first place, as before this search
-            dx, dy, ha, va = LABEL_PLACES[0]
-            text = ax.annotate(name, point, textcoords="offset points", xytext=(dx, dy), ha=ha, va=va)
-            box = text.get_window_extent(renderer)
-        taken.append(box)
+            text = name_at(point, name, LABEL_PLACES[0])
+        taken.append(text.get_window_extent(renderer))
         texts.append(text)
     return texts
 
