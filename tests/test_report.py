@@ -157,6 +157,21 @@ def test_a_picture_grid_keeps_its_title_captions_and_pictures_apart(tmp_path, li
     assert pictures[2].width > pictures[2].height and pictures[0].width == pytest.approx(pictures[0].height)
 
 
+def test_long_class_names_widen_the_cells_instead_of_running_into_each_other(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["The Great Wall of China", "sun", "hot air balloon", "The Eiffel Tower"]  # QuickDraw classes
+    grid = PictureGrid(len(names), 10, cell=(0.95, 1.1), captions=names)
+    for i, name in enumerate(names):
+        grid.show(i, np.zeros((28, 28)), name)
+    grid.save("quickdraw: samples", tmp_path / "grid.png")
+    FigureCanvasAgg(grid.fig).draw()
+    renderer = grid.fig.canvas.get_renderer()
+    captions = [text.get_window_extent(renderer) for text in grid.ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(captions) for b in captions[i + 1:])
+    assert PictureGrid(2, 10, cell=(0.95, 1.1), captions=["7", "sun"]).width == 0.95  # short names: as asked
+
+
 def test_the_names_of_models_alike_in_cost_and_accuracy_stay_apart():
     # cnn-16-32 and inception of a 45 s `compare` on MNIST: their names lay on each other. resnet sits at the right edge.
     points = [(2.8e6, 98.64), (3.4e6, 98.66), (9.2e6, 98.22), (0.9e6, 99.38)]

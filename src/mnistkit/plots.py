@@ -84,6 +84,15 @@ def class_ticks(classes: Sequence[str]) -> tuple[list[int], list[str]]:
     return positions, [classes[i] for i in positions]
 
 
+def text_inches(lines: Sequence[str], points: float) -> float:
+    """The width of the widest of ``lines`` in inches, set at ``points`` points in matplotlib's default font."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    measure, font = TextToPath(), FontProperties(size=points)
+    return max((measure.get_text_width_height_descent(line, font, ismath=False)[0] for line in lines), default=0) / 72
+
+
 class PictureGrid:
     """Pictures in rows of up to ``max_cols`` cells of ``cell`` inches (width, height), each under its caption,
     all in one axes whose data units are inches from the top left. An axes per picture, matplotlib's usual grid,
@@ -93,9 +102,12 @@ class PictureGrid:
     CAPTION_PAD = 4  # points between a picture and its caption
 
     def __init__(self, count: int, max_cols: int, cell: tuple[float, float], caption_lines: int = 1,
-                 caption_points: float = 10):
+                 caption_points: float = 10, captions: Sequence[str] = ()):
+        """``captions``, if given, widen the cells to their longest line: class names run from "7" to "The Great
+        Wall of China" (QuickDraw), and a long one lay across its neighbours' captions."""
         self.cols = max(1, min(count, max_cols))
-        self.width, self.height = cell
+        lines = [line for caption in captions for line in caption.split("\n")]
+        self.width, self.height = max(cell[0], text_inches(lines, caption_points) + 2 * self.MARGIN), cell[1]
         self.caption_points = caption_points
         rows = max(1, -(-count // self.cols))
         captions = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # matplotlib's line spacing: 1.2
@@ -129,9 +141,10 @@ class PictureGrid:
 
 def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
     """A grid of images with their labels."""
-    grid = PictureGrid(len(images), 10, cell=(0.95, 1.1))
-    for i, (img, label) in enumerate(zip(images, labels)):
-        grid.show(i, img, classes[label], cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
+    captions = [classes[label] for label in labels]
+    grid = PictureGrid(len(images), 10, cell=(0.95, 1.1), captions=captions)
+    for i, (img, caption) in enumerate(zip(images, captions)):
+        grid.show(i, img, caption, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
     return grid.save(title, path)
 
 
@@ -184,12 +197,12 @@ def training_curves(history: list[dict], steps: dict[str, np.ndarray] | None, te
 
 def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, title: str) -> Path:
     """Test images with predicted (and true) label and the prediction's probability; wrong ones in red."""
-    grid = PictureGrid(len(images), 8, cell=(1.1, 1.35), caption_lines=2, caption_points=9)
-    for i, (img, label, probs) in enumerate(zip(images, labels, probabilities)):
-        pred = int(np.argmax(probs))
-        ok = pred == label
-        text = f"{classes[pred]} ({probs[pred]:.0%})" + ("" if ok else f"\ntrue {classes[label]}")
-        grid.show(i, img, text, color=RIGHT if ok else WRONG, cmap="gray_r")
+    predicted = [int(np.argmax(probs)) for probs in probabilities]
+    captions = [f"{classes[pred]} ({probs[pred]:.0%})" + ("" if pred == label else f"\ntrue {classes[label]}")
+                for pred, label, probs in zip(predicted, labels, probabilities)]
+    grid = PictureGrid(len(images), 8, cell=(1.1, 1.35), caption_lines=2, caption_points=9, captions=captions)
+    for i, (img, label, pred, caption) in enumerate(zip(images, labels, predicted, captions)):
+        grid.show(i, img, caption, color=RIGHT if pred == label else WRONG, cmap="gray_r")
     return grid.save(title, path)
 
 
@@ -247,11 +260,11 @@ def per_class_bars(precision, recall, f1, classes, path, title: str) -> Path:
 
 def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classes, path, title: str) -> Path:
     """The most confidently wrong images, each with its top-3 probabilities."""
+    captions = ["\n".join([f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top])
+                for label, top in zip(labels, top3)]
     lines = 1 + max((len(top) for top in top3), default=0)
-    grid = PictureGrid(len(images), 6, cell=(1.5, 1.75), caption_lines=lines,
-                       caption_points=8)
-    for i, (img, label, top) in enumerate(zip(images, labels, top3)):
-        caption = "\n".join([f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top])
+    grid = PictureGrid(len(images), 6, cell=(1.5, 1.75), caption_lines=lines, caption_points=8, captions=captions)
+    for i, (img, caption) in enumerate(zip(images, captions)):
         grid.show(i, img, caption, color=WRONG, cmap="gray_r")
     return grid.save(title, path)
 
@@ -260,11 +273,12 @@ def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], 
                  title: str, answer_color: str = WRONG) -> Path:
     """Each image (titled by its caption) beside its attribution map (titled "why <class explained>"): red where the
     ink pushed towards that class, blue where it pushed away (one colour scale per map, centred on zero)."""
-    grid = PictureGrid(2 * len(images), 12, cell=(1.05, 1.2), caption_points=8)
-    for i, (img, amap, caption, answer) in enumerate(zip(images, maps, captions, explained)):
+    whys = [f"why {answer}" for answer in explained]
+    grid = PictureGrid(2 * len(images), 12, cell=(1.05, 1.2), caption_points=8, captions=[*captions, *whys])
+    for i, (img, amap, caption, why) in enumerate(zip(images, maps, captions, whys)):
         grid.show(2 * i, img, caption, cmap="gray_r")
         limit = float(np.abs(amap).max()) or 1.0
-        grid.show(2 * i + 1, amap, f"why {answer}", color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
+        grid.show(2 * i + 1, amap, why, color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
     return grid.save(title, path)
 
 
