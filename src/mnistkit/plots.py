@@ -110,8 +110,8 @@ class PictureGrid:
         self.width, self.height = max(cell[0], text_inches(lines, caption_points) + 2 * self.MARGIN), cell[1]
         self.caption_points = caption_points
         rows = max(1, -(-count // self.cols))
-        captions = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # matplotlib's line spacing: 1.2
-        self.side = min(self.width, self.height - captions) - 2 * self.MARGIN  # a picture's longer side
+        caption_height = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # line spacing 1.2
+        self.side = min(self.width, self.height - caption_height) - 2 * self.MARGIN  # a picture's longer side
         self.fig = Figure(figsize=(self.cols * self.width, rows * self.height))
         self.ax = self.fig.add_axes((0, 0, 1, 1))
         self.ax.set_axis_off()
