@@ -141,10 +141,11 @@ def test_log_axes_are_labelled_with_plain_numbers(tmp_path):
 def test_a_picture_grid_keeps_its_title_captions_and_pictures_apart(tmp_path, lines):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    grid = PictureGrid(5, 4, cell=(1.0, 1.2), caption_lines=lines, caption_points=8)  # a full row and a short one
+    captions = ["\n".join([f"caption {i}"] * lines) for i in range(5)]
+    grid = PictureGrid(5, 4, cell=(1.0, 1.2), captions=captions, caption_points=8)  # a full row and a short one
     for i in range(5):
         picture = np.zeros((20, 28)) if i == 2 else np.zeros((28, 28))  # one wider than tall
-        grid.show(i, picture, "\n".join([f"caption {i}"] * lines), cmap="gray_r")
+        grid.show(i, picture, captions[i], cmap="gray_r")
     grid.save("a title over a grid of pictures", tmp_path / "grid.png")
     FigureCanvasAgg(grid.fig).draw()
     renderer = grid.fig.canvas.get_renderer()
