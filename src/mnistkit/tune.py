@@ -3,10 +3,10 @@
 Each trial is an ordinary run directory (OUT/trial-NNNN) trained from the base config with the
 trial's sampled values on top. The TPE sampler proposes values; a median pruner stops trials whose
 validation accuracy falls behind earlier trials at the same share of their schedule, past its first
-quarter. The test split is never scored during a study. Trials run in worker processes that share one
-Optuna storage (SQLite in OUT by default, or any database URL Optuna supports), so an interrupted study resumes where it stopped
-and workers on other machines can join it. Finished trials with a heartbeat older than the grace
-period are failed and retried, so a killed worker loses no trial.
+quarter. The test split is never scored during a study. Trials run in worker processes that share
+one Optuna storage (SQLite in OUT by default, or any database URL Optuna supports), so an interrupted
+study resumes where it stopped and workers on other machines can join it. Finished trials with a
+heartbeat older than the grace period are failed and retried, so a killed worker loses no trial.
 
 Output in OUT: results.csv and results.md (one row per trial), history.png and importances.png
 (Optuna's plots), and best_config.json, which `mnistkit train --config` trains again.
@@ -187,11 +187,11 @@ def objective(cfg: TuneConfig, trial) -> float:
     def report(row: dict) -> None:
         # Trials are compared at the same share of their lr schedule, not the same epoch: `epochs` is searched, and
         # epoch 3 is the end of a short schedule but the warm-up of a long one. None is judged in its first quarter.
-        trial.set_user_attr("epochs_run", row["epoch"])
         at = judging_point(row["progress"])
         if at in reported:
             return
         reported.add(at)
+        trial.set_user_attr("epochs_run", row["epoch"])  # at the judging points only: a storage write each
         trial.report(row["val_accuracy"], at)
         if row["progress"] >= 0.25 and trial.should_prune():
             print(f"trial {trial.number}: pruned after epoch {row['epoch']} ({at * 5}% of its schedule, val "
@@ -199,6 +199,7 @@ def objective(cfg: TuneConfig, trial) -> float:
             raise optuna.TrialPruned()
 
     run = train(config, on_epoch=report, score_test=False)
+    trial.set_user_attr("epochs_run", run.metrics["epochs"])
     value = run.metrics["val_accuracy"]
     print(f"trial {trial.number}: val {value:.4f} in {run.metrics['train_seconds']:.0f}s  {values}", flush=True)
     return value
