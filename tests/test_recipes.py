@@ -190,6 +190,32 @@ def test_the_pruner_waits_for_a_quarter_of_the_study_and_at_most_five_trials():
     assert [unpruned_trials(n) for n in (1, 4, 12, 30, 200)] == [1, 1, 3, 5, 5]
 
 
+@pytest.mark.parametrize("val_images, pruned", [(100, False), (20_000, True), (None, True)])
+def test_the_pruner_stops_a_trial_only_where_the_validation_split_can_tell_it_behind(val_images, pruned):
+    import optuna
+
+    from mnistkit.tune import median_pruner
+
+    study = optuna.create_study(direction="maximize", pruner=median_pruner(startup_trials=2))
+    for value in (0.88, 0.90, 0.92):  # finished trials at 0.90 on the median, three points ahead
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={5: value}))
+    trial = study.ask()
+    if val_images is not None:
+        trial.set_user_attr("val_images", val_images)
+    trial.report(0.87, 5)
+    # Three points on 100 images is well inside the noise (10 points at two standard errors), on 20,000 it is not;
+    # a trial that does not say its split's size is judged as Optuna's median pruner would.
+    assert trial.should_prune() == pruned
+
+
+def test_the_pruners_margin_never_vanishes_at_a_perfect_median():
+    from mnistkit.tune import trails_the_median
+
+    assert not trails_the_median(0.99, [1.0, 1.0, 1.0], val_images=100)  # one image of 100 is noise
+    assert trails_the_median(0.90, [1.0, 1.0, 1.0], val_images=100)
+    assert not trails_the_median(0.5, [], val_images=100)  # nothing to compare with
+
+
 def test_workers_sharing_a_study_and_a_seed_draw_different_trials(tmp_path):
     from mnistkit.tune import DEFAULT_SPACE, TuneConfig, make_study, sample, seed_trial
 

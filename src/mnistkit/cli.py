@@ -182,7 +182,8 @@ def tune(
                                                      "postgresql://user:pw@host/db (default: sqlite in OUT).")] = None,
     study: Annotated[str, typer.Option(help="Study name: the same name and storage resume or join a study.")] = "mnistkit",
     pruner: Annotated[str, typer.Option(
-        help="median (stop a trial behind the median at the same share of its lr schedule) or none.")] = "median",
+        help="median (stop a trial that trails the median at the same share of its lr schedule by more than two "
+             "standard errors of the validation split) or none.")] = "median",
     seed: Annotated[int, typer.Option(help="Seed of the TPE sampler. Each trial draws from it and the trial's "
                                            "number, so workers sharing the study never repeat each other.")] = 0,
     out: Annotated[Path, typer.Option(help="Trial runs, results, plots and best_config.json go here.")] = Path("runs/tune"),

@@ -509,8 +509,9 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
     """Train a model as ``cfg`` says (``None``: the default recipe). With ``resume``, continue the run
     saved in that directory (its config.json is used and ``cfg`` is ignored).
 
-    ``on_epoch(row)`` is called with each epoch's metrics once they are saved (a hyper-parameter search
-    prunes from it). ``score_test=False`` never touches the test split (``test_accuracy`` is None)."""
+    ``on_epoch(row)`` is called with each epoch's metrics once they are saved, and the size of the validation
+    split as ``val_images`` (a hyper-parameter search prunes from them). ``score_test=False`` never touches the
+    test split (``test_accuracy`` is None)."""
     wall_start = time.perf_counter()
     loop = start_loop(config_of_run(cfg, resume), adapt=resume is None)
     cfg, ranks, splits, run_dir, eval_model = loop.cfg, loop.ranks, loop.splits, loop.run_dir, loop.eval_model
@@ -570,7 +571,7 @@ def train(cfg: TrainConfig | None = None, resume: str | Path | None = None,
                        f"{row['train_accuracy']:.4f}  val loss {val_loss:.4f} acc {val_acc:.4f}{test}  "
                        f"[{state['train_seconds']:.1f}s]")
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch({**row, "val_images": len(splits.val_images)})
         if cfg.deadline_seconds and steps.done == steps.planned:  # cut short, an epoch has spent the budget
             epoch_wall = time.perf_counter() - epoch_start
             if fp32_per_image is None and (loop.amp_dtype is not None or not len(splits.val_images)):
