@@ -190,13 +190,15 @@ def test_the_pruner_waits_for_a_quarter_of_the_study_and_at_most_five_trials():
     assert [unpruned_trials(n) for n in (1, 4, 12, 30, 200)] == [1, 1, 3, 5, 5]
 
 
-@pytest.mark.parametrize("val_images, pruned", [(100, False), (20_000, True), (None, True)])
-def test_the_pruner_stops_a_trial_only_where_the_validation_split_can_tell_it_behind(val_images, pruned):
+@pytest.mark.parametrize("val_images, startup_trials, pruned",
+                         [(100, 2, False), (20_000, 2, True), (None, 2, True), (20_000, 4, False)])
+def test_the_pruner_stops_a_trial_only_where_the_validation_split_can_tell_it_behind(val_images, startup_trials,
+                                                                                    pruned):
     import optuna
 
     from mnistkit.tune import median_pruner
 
-    study = optuna.create_study(direction="maximize", pruner=median_pruner(startup_trials=2))
+    study = optuna.create_study(direction="maximize", pruner=median_pruner(startup_trials))
     for value in (0.88, 0.90, 0.92):  # finished trials at 0.90 on the median, three points ahead
         study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={5: value}))
     trial = study.ask()
@@ -204,7 +206,8 @@ def test_the_pruner_stops_a_trial_only_where_the_validation_split_can_tell_it_be
         trial.set_user_attr("val_images", val_images)
     trial.report(0.87, 5)
     # Three points on 100 images is well inside the noise (10 points at two standard errors), on 20,000 it is not;
-    # a trial that does not say its split's size is judged as Optuna's median pruner would.
+    # a trial that does not say its split's size is judged as Optuna's median pruner would; none is stopped before
+    # the startup trials have finished.
     assert trial.should_prune() == pruned
 
 
