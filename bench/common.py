@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import resource
@@ -60,13 +59,6 @@ def append_section(title: str, command: str, table: str, notes: str = "") -> Non
     with open(BENCHMARKS, "a") as f:
         f.write(text)
     print(f"appended to {BENCHMARKS}")
-
-
-def standard_error(accuracy: float, images: int) -> float:
-    """The standard error of an accuracy on ``images`` images, from the Laplace-smoothed rate (a perfect score on a
-    handful of images has one too)."""
-    rate = (accuracy * images + 1) / (images + 2)
-    return math.sqrt(rate * (1 - rate) / images)
 
 
 def markdown_table(columns: list[str], rows: list[list]) -> str:

@@ -27,8 +27,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_section, markdown_table, standard_error  # noqa: E402
+from common import ROOT, append_section, markdown_table  # noqa: E402
 from generic import DEV, build  # noqa: E402
+from mnistkit.metrics import standard_error  # noqa: E402
 
 WORK = ROOT / "runs" / "pruner"
 # The default space without `model`: mknet-l trials would take most of the time whichever pruner runs.

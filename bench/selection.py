@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, append_section, markdown_table, standard_error  # noqa: E402
+from common import ROOT, append_section, markdown_table  # noqa: E402
 from generic import DEV, idx_subset, train  # noqa: E402
+from mnistkit.metrics import standard_error  # noqa: E402
 
 WORK = ROOT / "runs" / "selection"
 

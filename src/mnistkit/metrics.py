@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,13 @@ import torch.nn.functional as F
 
 def accuracy_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     return (logits.argmax(1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
+
+
+def standard_error(accuracy: float, images: int) -> float:
+    """The standard error of an accuracy measured on ``images`` images, from the Laplace-smoothed rate (a perfect
+    score on a handful of images has one too)."""
+    rate = (accuracy * images + 1) / (images + 2)
+    return math.sqrt(rate * (1 - rate) / images)
 
 
 def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:

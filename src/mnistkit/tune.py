@@ -31,6 +31,7 @@ from typing import Any
 from mnistkit.config import TrainConfig, merge, merge_by_hand, read_config_file
 from mnistkit.errors import MnistkitError
 from mnistkit.fileio import atomic_write_json, atomic_write_text
+from mnistkit.metrics import standard_error
 from mnistkit.runs import read_json
 from mnistkit.train import train
 
@@ -179,8 +180,8 @@ def trails_the_median(best_so_far: float, others: list[float], val_images: int |
     median = statistics.median(others)
     if not val_images:
         return best_so_far < median
-    p = (median * val_images + 1) / (val_images + 2)  # never 0 or 1: a perfect median still has a noise floor
-    return best_so_far < median - margin_se * math.sqrt(2 * p * (1 - p) / val_images)
+    # The gap between two accuracies on the same number of images has sqrt(2) times the error of one.
+    return best_so_far < median - margin_se * math.sqrt(2) * standard_error(median, val_images)
 
 
 def median_pruner(startup_trials: int):
