@@ -142,10 +142,10 @@ def test_a_picture_grid_keeps_its_title_captions_and_pictures_apart(tmp_path, li
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     captions = ["\n".join([f"caption {i}"] * lines) for i in range(5)]
-    grid = PictureGrid(5, 4, cell=(1.0, 1.2), captions=captions, caption_points=8)  # a full row and a short one
+    grid = PictureGrid(captions, 4, cell=(1.0, 1.2), caption_points=8)  # a full row and a short one
     for i in range(5):
         picture = np.zeros((20, 28)) if i == 2 else np.zeros((28, 28))  # one wider than tall
-        grid.show(i, picture, captions[i], cmap="gray_r")
+        grid.show(i, picture, cmap="gray_r")
     grid.save("a title over a grid of pictures", tmp_path / "grid.png")
     FigureCanvasAgg(grid.fig).draw()
     renderer = grid.fig.canvas.get_renderer()
@@ -162,15 +162,15 @@ def test_long_class_names_widen_the_cells_instead_of_running_into_each_other(tmp
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     names = ["The Great Wall of China", "sun", "hot air balloon", "The Eiffel Tower"]  # QuickDraw classes
-    grid = PictureGrid(len(names), 10, cell=(0.95, 1.1), captions=names)
-    for i, name in enumerate(names):
-        grid.show(i, np.zeros((28, 28)), name)
+    grid = PictureGrid(names, 10, cell=(0.95, 1.1))
+    for i in range(len(names)):
+        grid.show(i, np.zeros((28, 28)))
     grid.save("quickdraw: samples", tmp_path / "grid.png")
     FigureCanvasAgg(grid.fig).draw()
     renderer = grid.fig.canvas.get_renderer()
     captions = [text.get_window_extent(renderer) for text in grid.ax.texts]
     assert not any(a.overlaps(b) for i, a in enumerate(captions) for b in captions[i + 1:])
-    assert PictureGrid(2, 10, cell=(0.95, 1.1), captions=["7", "sun"]).width == 0.95  # short names: as asked
+    assert PictureGrid(["7", "sun"], 10, cell=(0.95, 1.1)).width == 0.95  # short names: as asked
 
 
 def test_the_names_of_models_alike_in_cost_and_accuracy_stay_apart():

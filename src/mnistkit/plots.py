@@ -101,17 +101,17 @@ class PictureGrid:
     MARGIN = 0.05  # inches around a picture inside its cell
     CAPTION_PAD = 4  # points between a picture and its caption
 
-    def __init__(self, count: int, max_cols: int, cell: tuple[float, float], captions: Sequence[str],
-                 caption_points: float = 10):
-        """The cells hold ``captions`` (the ones ``show`` will be given): as many lines as the longest has, and at
-        least as wide as its widest line, since class names run from "7" to "The Great Wall of China" (QuickDraw)
-        and a long one lay across its neighbours' captions."""
-        self.cols = max(1, min(count, max_cols))
+    def __init__(self, captions: Sequence[str], max_cols: int, cell: tuple[float, float], caption_points: float = 10):
+        """One cell per caption, in the order of the pictures ``show`` puts in them. The cells hold the captions: as
+        many lines as the longest has, and at least as wide as its widest line, since class names run from "7" to
+        "The Great Wall of China" (QuickDraw) and a long one lay across its neighbours' captions."""
+        self.captions = list(captions)
+        self.cols = max(1, min(len(self.captions), max_cols))
         lines = [caption.split("\n") for caption in captions]
         widest = text_inches([line for caption in lines for line in caption], caption_points)
         self.width, self.height = max(cell[0], widest + 2 * self.MARGIN), cell[1]
         self.caption_points = caption_points
-        rows = max(1, -(-count // self.cols))
+        rows = max(1, -(-len(self.captions) // self.cols))
         caption_lines = max(map(len, lines), default=1)
         caption_height = (self.CAPTION_PAD + caption_lines * caption_points * 1.2) / 72  # line spacing 1.2
         self.side = min(self.width, self.height - caption_height) - 2 * self.MARGIN  # a picture's longer side
@@ -122,8 +122,9 @@ class PictureGrid:
         self.ax.set_xlim(0, self.cols * self.width)
         self.ax.set_ylim(rows * self.height, 0)
 
-    def show(self, index: int, image: np.ndarray, caption: str = "", color: str | None = None, **imshow) -> None:
-        """Picture ``index`` (row by row) in its cell, bottom-centred, its caption over it."""
+    def show(self, index: int, image: np.ndarray, color: str | None = None, **imshow) -> None:
+        """Picture ``index`` (row by row) in its cell, bottom-centred, its caption (``captions[index]``) over it."""
+        caption = self.captions[index]
         row, col = divmod(index, self.cols)
         height, width = image.shape[:2]
         scale = self.side / max(height, width)
@@ -145,9 +146,9 @@ class PictureGrid:
 def sample_grid(images: np.ndarray, labels: Sequence[int], classes: Sequence[str], path, title: str) -> Path:
     """A grid of images with their labels."""
     captions = [classes[label] for label in labels]
-    grid = PictureGrid(len(images), 10, cell=(0.95, 1.1), captions=captions)
-    for i, (img, caption) in enumerate(zip(images, captions)):
-        grid.show(i, img, caption, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
+    grid = PictureGrid(captions, 10, cell=(0.95, 1.1))
+    for i, img in enumerate(images):
+        grid.show(i, img, cmap="gray_r", vmin=0, vmax=255 if img.max() > 1 else 1)
     return grid.save(title, path)
 
 
@@ -203,9 +204,9 @@ def prediction_grid(images, labels, probabilities: np.ndarray, classes, path, ti
     predicted = [int(np.argmax(probs)) for probs in probabilities]
     captions = [f"{classes[pred]} ({probs[pred]:.0%})" + ("" if pred == label else f"\ntrue {classes[label]}")
                 for pred, label, probs in zip(predicted, labels, probabilities)]
-    grid = PictureGrid(len(images), 8, cell=(1.1, 1.35), captions=captions, caption_points=9)
-    for i, (img, label, pred, caption) in enumerate(zip(images, labels, predicted, captions)):
-        grid.show(i, img, caption, color=RIGHT if pred == label else WRONG, cmap="gray_r")
+    grid = PictureGrid(captions, 8, cell=(1.1, 1.35), caption_points=9)
+    for i, (img, label, pred) in enumerate(zip(images, labels, predicted)):
+        grid.show(i, img, color=RIGHT if pred == label else WRONG, cmap="gray_r")
     return grid.save(title, path)
 
 
@@ -265,9 +266,9 @@ def hardest_mistakes(images, labels, top3: list[list[tuple[int, float]]], classe
     """The most confidently wrong images, each with its top-3 probabilities."""
     captions = ["\n".join([f"true {classes[label]}"] + [f"{classes[c]}: {p:.0%}" for c, p in top])
                 for label, top in zip(labels, top3)]
-    grid = PictureGrid(len(images), 6, cell=(1.5, 1.75), captions=captions, caption_points=8)
-    for i, (img, caption) in enumerate(zip(images, captions)):
-        grid.show(i, img, caption, color=WRONG, cmap="gray_r")
+    grid = PictureGrid(captions, 6, cell=(1.5, 1.75), caption_points=8)
+    for i, img in enumerate(images):
+        grid.show(i, img, color=WRONG, cmap="gray_r")
     return grid.save(title, path)
 
 
@@ -276,11 +277,12 @@ def attributions(images: np.ndarray, maps: np.ndarray, captions: Sequence[str], 
     """Each image (titled by its caption) beside its attribution map (titled "why <class explained>"): red where the
     ink pushed towards that class, blue where it pushed away (one colour scale per map, centred on zero)."""
     whys = [f"why {answer}" for answer in explained]
-    grid = PictureGrid(2 * len(images), 12, cell=(1.05, 1.2), captions=[*captions, *whys], caption_points=8)
-    for i, (img, amap, caption, why) in enumerate(zip(images, maps, captions, whys)):
-        grid.show(2 * i, img, caption, cmap="gray_r")
+    pairs = [text for caption, why in zip(captions, whys) for text in (caption, why)]  # picture, then its map
+    grid = PictureGrid(pairs, 12, cell=(1.05, 1.2), caption_points=8)
+    for i, (img, amap) in enumerate(zip(images, maps)):
+        grid.show(2 * i, img, cmap="gray_r")
         limit = float(np.abs(amap).max()) or 1.0
-        grid.show(2 * i + 1, amap, why, color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
+        grid.show(2 * i + 1, amap, color=answer_color, cmap="bwr", vmin=-limit, vmax=limit)
     return grid.save(title, path)
 
 
@@ -288,10 +290,10 @@ def filters(weights: np.ndarray, path, title: str) -> Path:
     """First-layer convolution kernels (out_channels, in_channels, k, k), one tile each."""
     kernels = weights[:, 0]
     captions = [str(i) for i in range(len(kernels))]
-    grid = PictureGrid(len(kernels), 8, cell=(0.9, 1.0), captions=captions, caption_points=7)
+    grid = PictureGrid(captions, 8, cell=(0.9, 1.0), caption_points=7)
     limit = np.abs(kernels).max() or 1.0
-    for i, (k, caption) in enumerate(zip(kernels, captions)):
-        grid.show(i, k, caption, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for i, k in enumerate(kernels):
+        grid.show(i, k, cmap="RdBu_r", vmin=-limit, vmax=limit)
     return grid.save(title + " (red: positive, blue: negative)", path)
 
 
