@@ -1,10 +1,12 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from mnistkit.errors import MnistkitError
 from mnistkit.models import count_macs, count_parameters, create_model, list_models, shift_images, summarize
-from mnistkit.models.fast import Deskew, Residual
+from mnistkit.models.fast import ConvBeforeFloorPool, Deskew, Residual
 
 REQUIRED = {"mlp", "cnn-16-32", "lenet", "cnn-32-64", "quickdraw-cnn", "inception", "resnet", "mknet-m"}
 
@@ -41,13 +43,33 @@ def test_strided_stem_skips_full_resolution_pooling():
 
 def test_full_resolution_convs_and_per_stage_extra_convs():
     rows = summarize(create_model("mknet-l", widths=(48, 96, 192), extra_convs=[1, 2, 2], full_res_convs=1))
-    convs = [r.output_shape for r in rows if r.kind == "Conv2d"]
+    convs = [r.output_shape for r in rows if r.kind in ("Conv2d", "ConvBeforeFloorPool")]
     assert convs[:2] == [(48, 28, 28), (48, 28, 28)]  # two convs see every pixel before the first pool
-    assert [c[1] for c in convs[2:]] == [14, 14, 7, 7, 7, 3, 3]  # 1 extra conv at 14x14, then 2 per stage
+    # 1 extra conv at 14x14, then 2 per stage; the last stage's first conv leaves out what its pool drops
+    assert [c[1] for c in convs[2:]] == [14, 14, 7, 7, 6, 3, 3]
     with pytest.raises(MnistkitError, match="one per stage"):
         create_model("mknet-l", extra_convs=[1, 2])
     with pytest.raises(MnistkitError, match="full_res_convs needs stem='pool'"):
         create_model("mknet-xs", full_res_convs=1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(size=st.sampled_from([3, 5, 7, 9]), kernel=st.sampled_from([1, 3, 5]), seed=st.integers(0, 99))
+def test_a_conv_before_a_floor_pool_skips_only_what_the_pool_never_reads(size, kernel, seed):
+    torch.manual_seed(seed)
+    skipping = ConvBeforeFloorPool(2, 3, kernel)
+    plain = nn.Conv2d(2, 3, kernel, padding=kernel // 2, bias=False)
+    plain.load_state_dict(skipping.state_dict())  # the same weights: checkpoints load into either
+    images = torch.randn(2, 2, size, size)
+    assert skipping(images).shape[-2:] == (size - 1, size - 1)
+    torch.testing.assert_close(nn.MaxPool2d(2)(skipping(images)), nn.MaxPool2d(2)(plain(images)))
+
+
+def test_mknet_computes_no_conv_output_its_pools_drop():
+    rows = summarize(create_model("mknet-s"))
+    pooled_convs = [(r.kind, r.output_shape) for r in rows if r.kind in ("Conv2d", "ConvBeforeFloorPool")]
+    assert pooled_convs == [("Conv2d", (8, 28, 28)), ("Conv2d", (24, 14, 14)), ("ConvBeforeFloorPool", (48, 6, 6))]
+    assert count_macs(create_model("mknet-s")) == 28 * 28 * 8 * 9 + 14 * 14 * 24 * 8 * 9 + 6 * 6 * 48 * 24 * 9 + 432 * 10
 
 
 def test_convstack_shrinks_by_unpadded_convs_without_pooling():
