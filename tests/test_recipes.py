@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import sys
 
 import pytest
@@ -211,6 +212,18 @@ def test_the_pruner_stops_a_trial_only_where_the_validation_split_can_tell_it_be
     assert trial.should_prune() == pruned
 
 
+def test_a_pruned_trials_note_gives_the_numbers_it_was_judged_by():
+    from mnistkit.tune import pruning_note, pruning_threshold, trails_the_median
+
+    others = [0.88, 0.90, 0.92]
+    threshold = pruning_threshold(others, 1000)
+    assert trails_the_median(0.80, others, 1000) and not trails_the_median(threshold, others, 1000)
+    note = pruning_note(0.80, others, 1000)
+    assert f"0.8000 < {threshold:.4f}: the median of 3 finished trials at this point, 0.9000, less a margin of " \
+           f"{0.9 - threshold:.4f} for 1,000 validation images" == note.removeprefix("best val so far ")
+    assert "less a margin of 0.0000 for a validation split of unknown size" in pruning_note(0.80, others, None)
+
+
 def test_the_pruners_margin_never_vanishes_at_a_perfect_median():
     from mnistkit.tune import trails_the_median
 
@@ -246,11 +259,14 @@ def test_trials_are_compared_at_the_same_share_of_their_schedule():
     assert [judging_point(p) for p in (0.0, 0.049, 1 / 7, 1.0)] == [0, 0, 2, 20]
 
 
-def test_tune_with_two_workers_prunes_writes_results_and_resumes(small_mnist_dir, tmp_path):
+def test_tune_with_two_workers_prunes_writes_results_and_resumes(small_mnist_dir, tmp_path, capfd):
     from mnistkit.tune import tune
 
     out = tmp_path / "study"
     best = tune(tune_config(small_mnist_dir, out, trials=4, workers=2))
+    # A pruned trial's log line says what it was judged against (the workers' output, captured at the descriptor).
+    assert re.search(r"pruned after epoch 1 \(50% of its schedule\): best val so far 0\.\d{4} < 0\.\d{4}: the median "
+                     r"of \d finished trials at this point", capfd.readouterr().out)
     rows = (out / "results.csv").read_text().splitlines()
     assert rows[0].startswith("trial,state,val_accuracy") and len(rows) == 5
     table = list(csv.DictReader(io.StringIO("\n".join(rows))))

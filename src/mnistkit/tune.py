@@ -169,19 +169,42 @@ def open_study(cfg: TuneConfig, heartbeat: bool):
                                pruner=pruner, load_if_exists=True)
 
 
-def trails_the_median(best_so_far: float, others: list[float], val_images: int | None,
-                      margin_se: float = PRUNE_MARGIN_SE) -> bool:
-    """Whether a trial whose best validation accuracy so far is ``best_so_far`` falls behind the median of
-    ``others`` (finished trials at the same judging point) by more than ``margin_se`` standard errors of the gap
-    between two accuracies measured on ``val_images`` images. Optuna's median pruner has no margin: on a small
-    validation split it stopped a trial that would have tied for the best (BENCHMARKS.md, `bench/pruner.py`)."""
+def pruning_threshold(others: list[float], val_images: int | None, margin_se: float = PRUNE_MARGIN_SE) -> float | None:
+    """The validation accuracy below which a trial is stopped: the median of ``others`` (finished trials at the same
+    judging point) less ``margin_se`` standard errors of the gap between two accuracies measured on ``val_images``
+    images; the bare median where the split's size is not known (Optuna's rule); None with nothing to compare.
+    Optuna's median pruner has no margin: on a small validation split it stopped a trial that would have tied for
+    the best (BENCHMARKS.md, `bench/pruner.py`)."""
     if not others:
-        return False
+        return None
     median = statistics.median(others)
     if not val_images:
-        return best_so_far < median
+        return median
     # The gap between two accuracies on the same number of images has sqrt(2) times the error of one.
-    return best_so_far < median - margin_se * math.sqrt(2) * standard_error(median, val_images)
+    return median - margin_se * math.sqrt(2) * standard_error(median, val_images)
+
+
+def trails_the_median(best_so_far: float, others: list[float], val_images: int | None,
+                      margin_se: float = PRUNE_MARGIN_SE) -> bool:
+    """Whether a trial whose best validation accuracy so far is ``best_so_far`` falls under the `pruning_threshold`."""
+    threshold = pruning_threshold(others, val_images, margin_se)
+    return threshold is not None and best_so_far < threshold
+
+
+def completed_values_at(study, step: int) -> list[float]:
+    """The validation accuracy of each completed trial of ``study`` at judging point ``step``."""
+    from optuna.trial import TrialState
+
+    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
+
+
+def pruning_note(best_so_far: float, others: list[float], val_images: int | None) -> str:
+    """Why a trial was stopped, in numbers: its best so far against the threshold and what the threshold is made of."""
+    threshold, median = pruning_threshold(others, val_images), statistics.median(others)
+    split = f"{val_images:,} validation images" if val_images else "a validation split of unknown size: no margin"
+    return (f"best val so far {best_so_far:.4f} < {threshold:.4f}: the median of {len(others)} finished trials at "
+            f"this point, {median:.4f}, less a margin of {median - threshold:.4f} for {split}")
 
 
 def median_pruner(startup_trials: int):
@@ -194,11 +217,10 @@ def median_pruner(startup_trials: int):
     class MedianPrunerWithMargin(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
             step = trial.last_step
-            completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if step is None or len(completed) < startup_trials:
+            if step is None or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < startup_trials:
                 return False
-            others = [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
-            return trails_the_median(max(trial.intermediate_values.values()), others, trial.user_attrs.get("val_images"))
+            return trails_the_median(max(trial.intermediate_values.values()), completed_values_at(study, step),
+                                     trial.user_attrs.get("val_images"))
 
     return MedianPrunerWithMargin()
 
@@ -222,7 +244,7 @@ def objective(cfg: TuneConfig, trial) -> float:
     config = TrainConfig.from_dict(merge(merge_by_hand(cfg.base, nested(values)), {
         "out": str(out), "progress": False, "recipe_note": f"trial {trial.number} of study '{cfg.study}'"}))
 
-    reported: set[int] = set()
+    reported: dict[int, float] = {}  # judging point -> validation accuracy
 
     def report(row: dict) -> None:
         # Trials are compared at the same share of their lr schedule, not the same epoch: `epochs` is searched, and
@@ -232,12 +254,14 @@ def objective(cfg: TuneConfig, trial) -> float:
             return
         if not reported:
             trial.set_user_attr("val_images", row["val_images"])  # what the pruner's margin is measured against
-        reported.add(at)
+        reported[at] = row["val_accuracy"]
         trial.set_user_attr("epochs_run", row["epoch"])  # at the judging points only: a storage write each
         trial.report(row["val_accuracy"], at)
         if row["progress"] >= 0.25 and trial.should_prune():
-            print(f"trial {trial.number}: pruned after epoch {row['epoch']} ({at * 5}% of its schedule, val "
-                  f"{row['val_accuracy']:.4f})", flush=True)
+            # Read again after the pruner's decision: a trial that completed in between could move the median.
+            note = pruning_note(max(reported.values()), completed_values_at(trial.study, at), row["val_images"])
+            print(f"trial {trial.number}: pruned after epoch {row['epoch']} ({at * 5}% of its schedule): {note}",
+                  flush=True)
             raise optuna.TrialPruned()
 
     run = train(config, on_epoch=report, score_test=False)
