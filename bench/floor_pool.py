@@ -127,14 +127,14 @@ def main() -> None:
                 "computed": train_runner(every_output_computed(model)), "skipped": train_runner(copy.deepcopy(model))})
 
         for _, runners in timed.values():  # warm-up
-            for run in runners.values():
+            for step in runners.values():
                 for _ in range(3):
-                    run()
+                    step()
         found = {label: {form: [] for form in runners} for label, (_, runners) in timed.items()}
         for r in range(args.rounds):
             for label, (batch, runners) in timed.items():
-                for form, run in runners.items():
-                    found[label][form].append(images_per_second(run, batch, args.seconds))
+                for form, step in runners.items():
+                    found[label][form].append(images_per_second(step, batch, args.seconds))
             print(f"round {r + 1}/{args.rounds}", flush=True)
 
     rows_speed = []

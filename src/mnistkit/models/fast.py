@@ -23,7 +23,7 @@ from mnistkit.models.registry import register_model
 class ConvBeforeFloorPool(nn.Conv2d):
     """A stride-1 "same" convolution of an odd-sized map whose output a 2x2 max-pool in floor mode reads. That pool
     never reads the last row or column, so they are not computed: the zero padding after them shrinks by one. On the
-    7x7 maps of mknet's last stage that skips 13 of 49 outputs, 27% of the stage's conv arithmetic. Same weights and
+    7x7 maps of mknet's last stage that skips 13 of 49 outputs, 27% of that conv's arithmetic. Same weights and
     the same pooled result as ``nn.Conv2d(padding=kernel // 2)`` (checkpoints load into either)."""
 
     def __init__(self, cin: int, cout: int, kernel: int = 3):
