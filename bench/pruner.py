@@ -80,17 +80,16 @@ def val_images(trial) -> int:
 
 def replay(trials: list, margin_se: float, workers: int) -> dict[int, int]:
     """Trial number -> the judging point (in 5% steps) where ``trails_the_median`` would have stopped it."""
-    from mnistkit.tune import trails_the_median, unpruned_trials
+    from mnistkit.tune import trails_the_median, unpruned_trials, values_at
 
     completed, stopped = [], {}
     for trial in sorted(trials, key=lambda t: t.number):
         visible = [t for t in completed if t.number <= trial.number - workers]
-        best = -1.0
+        best, images = -1.0, val_images(trial)
         for step in sorted(trial.intermediate_values):
             best = max(best, trial.intermediate_values[step])
-            others = [t.intermediate_values[step] for t in visible if step in t.intermediate_values]
             if (step >= 5 and len(visible) >= unpruned_trials(len(trials))  # tune judges from a quarter on
-                    and trails_the_median(best, others, val_images(trial), margin_se)):
+                    and trails_the_median(best, values_at(visible, step), images, margin_se)):
                 stopped[trial.number] = step
                 break
         if trial.number not in stopped:

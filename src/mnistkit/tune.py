@@ -191,12 +191,15 @@ def trails_the_median(best_so_far: float, others: list[float], val_images: int |
     return threshold is not None and best_so_far < threshold
 
 
-def completed_values_at(study, step: int) -> list[float]:
-    """The validation accuracy of each completed trial of ``study`` at judging point ``step``."""
+def completed_trials(study) -> list:
     from optuna.trial import TrialState
 
-    completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return [t.intermediate_values[step] for t in completed if step in t.intermediate_values]
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def values_at(trials: list, step: int) -> list[float]:
+    """The validation accuracy each of ``trials`` reported at judging point ``step`` (those that reached it)."""
+    return [t.intermediate_values[step] for t in trials if step in t.intermediate_values]
 
 
 def pruning_note(best_so_far: float, others: list[float], val_images: int | None) -> str:
@@ -212,14 +215,13 @@ def median_pruner(startup_trials: int):
     judging point, once ``startup_trials`` have completed. Trials carry their validation split's size as the
     user attribute ``val_images``."""
     import optuna
-    from optuna.trial import TrialState
 
     class MedianPrunerWithMargin(optuna.pruners.BasePruner):
         def prune(self, study, trial) -> bool:
-            step = trial.last_step
-            if step is None or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < startup_trials:
+            step, completed = trial.last_step, completed_trials(study)
+            if step is None or len(completed) < startup_trials:
                 return False
-            return trails_the_median(max(trial.intermediate_values.values()), completed_values_at(study, step),
+            return trails_the_median(max(trial.intermediate_values.values()), values_at(completed, step),
                                      trial.user_attrs.get("val_images"))
 
     return MedianPrunerWithMargin()
@@ -259,7 +261,7 @@ def objective(cfg: TuneConfig, trial) -> float:
         trial.report(row["val_accuracy"], at)
         if row["progress"] >= 0.25 and trial.should_prune():
             # Read again after the pruner's decision: a trial that completed in between could move the median.
-            note = pruning_note(max(reported.values()), completed_values_at(trial.study, at), row["val_images"])
+            note = pruning_note(max(reported.values()), values_at(completed_trials(trial.study), at), row["val_images"])
             print(f"trial {trial.number}: pruned after epoch {row['epoch']} ({at * 5}% of its schedule): {note}",
                   flush=True)
             raise optuna.TrialPruned()
